@@ -1,0 +1,231 @@
+"""Weights-only-safe, atomically written checkpoints.
+
+A recbole_ext checkpoint is a plain dictionary that ``torch.load(path, weights_only=True)`` reads
+without any allow-listing:
+
+* ``state_dict`` — the model's tensors;
+* ``other_parameter`` — non-parameter model state (EASE's matrices, GF-CF's filters, ...), encoded so
+  that NumPy arrays and SciPy sparse matrices become tagged dictionaries of tensors;
+* ``config`` — the final configuration as plain Python values (enums and devices as strings);
+* ``external_config`` — the user-given configuration (files, dict, command line), from which
+  :func:`recbole_ext.quick_start.load_data_and_model` rebuilds the exact same ``Config``;
+* ``epoch``, ``cur_step``, ``best_valid_score``, ``optimizer`` — what resuming needs;
+* ``meta`` — format name and version, library versions, creation time.
+
+Files are written to a temporary file in the target directory and renamed into place, so a crash
+never leaves a half-written checkpoint behind.
+"""
+
+import enum
+import os
+import pickle
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recbole_ext.errors import CheckpointError
+
+FORMAT_NAME = "recbole_ext.checkpoint"
+FORMAT_VERSION = 1
+_TAG = "__recbole_ext_type__"
+
+
+# --------------------------------------------------------------------------------------------
+# encoding of non-tensor values into weights-only-loadable containers
+# --------------------------------------------------------------------------------------------
+def encode(value):
+    """Turn ``value`` into tensors / plain containers that the weights-only unpickler accepts."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, torch.nn.Module):
+        return {_TAG: "module_state", "state_dict": {k: v.cpu() for k, v in value.state_dict().items()}}
+    if sp.issparse(value):
+        csr = sp.csr_matrix(value)
+        return {
+            _TAG: "scipy_sparse",
+            "format": value.format,
+            "shape": list(csr.shape),
+            "data": torch.from_numpy(np.ascontiguousarray(csr.data)),
+            "indices": torch.from_numpy(csr.indices.astype(np.int64)),
+            "indptr": torch.from_numpy(csr.indptr.astype(np.int64)),
+        }
+    if isinstance(value, np.matrix):
+        return {_TAG: "numpy_matrix", "value": torch.from_numpy(np.asarray(value).copy())}
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise CheckpointError(
+                "cannot store a NumPy object array in a weights-only checkpoint; "
+                "convert it to a numeric array or a list first"
+            )
+        return {_TAG: "numpy", "value": torch.from_numpy(np.ascontiguousarray(value).copy())}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, enum.Enum):
+        return {_TAG: "enum", "name": value.name, "class": type(value).__name__}
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, (int, str)) else k: encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return _builtin(value)
+    # Anything else (callables, custom classes) has no safe representation: keep its text.
+    return repr(value)
+
+
+def decode(value):
+    """Inverse of :func:`encode` for arrays and sparse matrices (enums stay names)."""
+    if isinstance(value, dict):
+        tag = value.get(_TAG)
+        if tag == "numpy":
+            return value["value"].numpy()
+        if tag == "numpy_matrix":
+            return np.matrix(value["value"].numpy())
+        if tag == "scipy_sparse":
+            matrix = sp.csr_matrix(
+                (value["data"].numpy(), value["indices"].numpy(), value["indptr"].numpy()),
+                shape=tuple(value["shape"]),
+            )
+            return matrix.asformat(value["format"])
+        if tag == "module_state":
+            return value["state_dict"]
+        if tag == "enum":
+            return value["name"]
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def plain_config(config):
+    """The final configuration of a RecBole ``Config`` as plain, JSON-friendly values."""
+    final = getattr(config, "final_config_dict", config)
+    return {k: _plain(v) for k, v in final.items()}
+
+
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return _builtin(value)
+    return repr(value)
+
+
+def _builtin(value):
+    """The exact built-in type (subclasses such as torch's TorchVersion are not weights-only safe)."""
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# writing and reading
+# --------------------------------------------------------------------------------------------
+def atomic_torch_save(obj, path):
+    """``torch.save`` into a temporary file beside ``path``, then rename it into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def build_state(trainer, epoch):
+    """The checkpoint dictionary of a RecBole ``Trainer`` at ``epoch``."""
+    import recbole
+
+    config = trainer.config
+    best = trainer.best_valid_score
+    return {
+        "meta": {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "recbole_version": str(recbole.__version__),
+            "torch_version": str(torch.__version__),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "model": config["model"],
+            "dataset": config["dataset"],
+            "trainer": type(trainer).__name__,
+        },
+        "config": plain_config(config),
+        "external_config": plain_config(getattr(config, "external_config_dict", {})),
+        "epoch": int(epoch),
+        "cur_step": int(trainer.cur_step),
+        "best_valid_score": float(best) if best is not None else None,
+        "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "other_parameter": encode(trainer.model.other_parameter()),
+        "optimizer": trainer.optimizer.state_dict() if getattr(trainer, "optimizer", None) else None,
+    }
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a recbole_ext checkpoint with ``weights_only=True``; raise :class:`CheckpointError`
+    with the reason if the file is missing, truncated, not a checkpoint, or not ours."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+        text = str(err)
+        if "Unsupported operand" in text or "Weights only load failed" in text:
+            raise CheckpointError(
+                f"{path} is not a recbole_ext checkpoint: it holds pickled objects that cannot be "
+                "loaded safely (stock RecBole saves its whole Config with pickle protocol 4). "
+                "Re-train the model with recbole_ext (run_recbole.py) to get a safe checkpoint."
+            ) from err
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated or not a torch checkpoint ({text})"
+        ) from err
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{path} is not a recbole_ext checkpoint (no '{FORMAT_NAME}' metadata); "
+            "only files written by recbole_ext trainers can be loaded"
+        )
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer recbole_ext (format {meta['version']} > {FORMAT_VERSION}); "
+            "upgrade recbole_ext to read it"
+        )
+    for key in ("state_dict", "config"):
+        if key not in checkpoint:
+            raise CheckpointError(f"{path} is missing its '{key}' entry; the checkpoint is incomplete")
+    return checkpoint
+
+
+def restore_model(model, checkpoint):
+    """Load weights and non-parameter state of ``checkpoint`` into ``model``."""
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"checkpoint of model '{checkpoint['meta'].get('model')}' on dataset "
+            f"'{checkpoint['meta'].get('dataset')}' does not fit this model: {err}. "
+            "Check that the model name, its size options and the dataset match the checkpoint."
+        ) from err
+    other = checkpoint.get("other_parameter")
+    if other:
+        model.load_other_parameter(decode(other))

@@ -1,0 +1,72 @@
+"""``create_dataset`` and ``data_preparation`` that know recbole_ext's models.
+
+* Dataset class: ``<Model>Dataset`` from ``recbole_ext.data`` first, then RecBole's, else by model
+  type — always with the atomic-file checks of :mod:`recbole_ext.data.dataset`.
+* Train loader: RecBole picks ``UserDataLoader`` only for a hard-coded list of model *names*
+  (``recbole.data.utils.get_dataloader``). A model class declares its own with the attribute
+  ``train_loader = "user"`` (autoencoder-style) or a DataLoader class; everything else goes through
+  RecBole's ``data_preparation`` unchanged.
+"""
+
+from logging import getLogger
+
+import recbole.data.dataset as recbole_dataset
+from recbole.data import data_preparation as recbole_data_preparation
+from recbole.data.dataloader import FullSortEvalDataLoader, NegSampleEvalDataLoader, UserDataLoader
+from recbole.data.utils import create_samplers
+from recbole.utils import ModelType
+
+from recbole_ext import registry
+from recbole_ext.data import dataset as ext_dataset
+
+_TYPE_TO_CLASS = {
+    ModelType.GENERAL: ext_dataset.Dataset,
+    ModelType.SEQUENTIAL: ext_dataset.SequentialDataset,
+    ModelType.CONTEXT: ext_dataset.Dataset,
+    ModelType.KNOWLEDGE: ext_dataset.KnowledgeBasedDataset,
+    ModelType.TRADITIONAL: ext_dataset.Dataset,
+    ModelType.DECISIONTREE: ext_dataset.Dataset,
+}
+
+
+def dataset_class_for(config):
+    import recbole_ext.data as ext_data
+
+    name = registry.resolve_alias(config["model"]) + "Dataset"
+    for module in (ext_data, recbole_dataset):
+        if isinstance(getattr(module, name, None), type):
+            return ext_dataset.checked_dataset_class(getattr(module, name))
+    return _TYPE_TO_CLASS[config["MODEL_TYPE"]]
+
+
+def create_dataset(config):
+    """Build the dataset of ``config`` (never downloads; checks the atomic files)."""
+    return dataset_class_for(config)(config)
+
+
+def _train_loader_class(config):
+    model_class = registry.find_model(config["model"])
+    declared = getattr(model_class, "train_loader", None)
+    if declared == "user":
+        return UserDataLoader
+    if isinstance(declared, type):
+        return declared
+    return None
+
+
+def data_preparation(config, dataset):
+    """Split ``dataset`` and build (train, valid, test) loaders, honouring the model's train loader."""
+    train_loader = _train_loader_class(config)
+    if train_loader is None or config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        return recbole_data_preparation(config, dataset)
+    train_dataset, valid_dataset, test_dataset = built = dataset.build()
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    train_data = train_loader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
+
+    def eval_loader(phase):
+        return FullSortEvalDataLoader if config["eval_args"]["mode"][phase] == "full" else NegSampleEvalDataLoader
+
+    valid_data = eval_loader("valid")(config, valid_dataset, valid_sampler, shuffle=False)
+    test_data = eval_loader("test")(config, test_dataset, test_sampler, shuffle=False)
+    getLogger().info(f"[Training]: {train_loader.__name__} with train_batch_size = {config['train_batch_size']}")
+    return train_data, valid_data, test_data

@@ -1,0 +1,120 @@
+"""``ExtCollector``: RecBole's Collector that can hand metrics extra inputs.
+
+A metric asks for inputs through its ``metric_need`` list, as in RecBole. Beyond RecBole's keys the
+following are understood:
+
+* ``data.item.<field>`` — a column of the ``.item`` file (or of any item feature), as a tensor
+  indexed by internal item id (row 0 = PAD);
+* ``data.user.<field>`` — the same for the ``.user`` file;
+* ``rec.users`` — the internal user id of every evaluated row, in the order of ``rec.topk``;
+* ``rec.positives`` — ``[n_pairs, 2]`` (row, item) pairs of the evaluated positives, rows counted
+  across batches;
+* any key registered with :func:`register_data_provider` (static, from the training data) or
+  :func:`register_batch_provider` (per batch).
+
+Per-evaluation keys are reset between evaluations so that a second evaluation does not see the rows
+of the first.
+"""
+
+import torch
+from recbole.evaluator.collector import Collector
+
+from recbole_ext.compat import PER_EVALUATION_KEYS
+from recbole_ext.errors import DatasetError
+
+# key -> function(dataset, config) -> value (computed once per training set)
+DATA_PROVIDERS = {}
+# key -> function(scores, interaction, positive_u, positive_i, collector) -> tensor rows to append
+BATCH_PROVIDERS = {}
+
+
+def register_data_provider(key):
+    def decorator(func):
+        DATA_PROVIDERS[key] = func
+        return func
+
+    return decorator
+
+
+def register_batch_provider(key):
+    def decorator(func):
+        BATCH_PROVIDERS[key] = func
+        return func
+
+    return decorator
+
+
+def _feature_column(dataset, source, field):
+    feat = dataset.item_feat if source == "item" else dataset.user_feat
+    if feat is None or field not in feat.interaction:
+        suffix = "item" if source == "item" else "user"
+        raise DatasetError(
+            f"a metric needs the {source} feature '{field}', but dataset '{dataset.dataset_name}' has no "
+            f"such column: add '{field}' to the .{suffix} file and to load_col: {{{suffix}: [...]}}"
+        )
+    return feat[field]
+
+
+def _row_users(scores, interaction, config):
+    """User id per score row: one row per user in full sort, grouped rows in sampled evaluation."""
+    users = interaction[config["USER_ID_FIELD"]]
+    if users.shape[0] == scores.shape[0]:
+        return users
+    return torch.unique_consecutive(users)
+
+
+@register_batch_provider("rec.users")
+def _batch_users(scores, interaction, positive_u, positive_i, collector):
+    return _row_users(scores, interaction, collector.config).cpu()
+
+
+@register_batch_provider("rec.positives")
+def _batch_positives(scores, interaction, positive_u, positive_i, collector):
+    rows = positive_u.cpu() + collector.rows_seen
+    return torch.stack([rows, positive_i.cpu()], dim=1)
+
+
+class ExtCollector(Collector):
+    """Collector with side information, user ids and custom per-batch inputs."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.needs = sorted({need for metric in self.register.metrics for need in _metric_need(metric)})
+        self.batch_keys = [k for k in self.needs if k in BATCH_PROVIDERS]
+        self.rows_seen = 0
+        self.train_dataset = None
+
+    def data_collect(self, train_data):
+        super().data_collect(train_data)
+        dataset = getattr(train_data, "_dataset", None) or train_data.dataset
+        self.train_dataset = dataset
+        for key in self.needs:
+            if key.startswith("data.item.") or key.startswith("data.user."):
+                _, source, field = key.split(".", 2)
+                self.data_struct.set(key, _feature_column(dataset, source, field))
+            elif key in DATA_PROVIDERS:
+                self.data_struct.set(key, DATA_PROVIDERS[key](dataset, self.config))
+
+    def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        for key in self.batch_keys:
+            value = BATCH_PROVIDERS[key](scores_tensor, interaction, positive_u, positive_i, self)
+            self.data_struct.update_tensor(key, value)
+        self.rows_seen += scores_tensor.shape[0]
+
+    def get_data_struct(self):
+        struct = super().get_data_struct()
+        for key in self.batch_keys:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        self.rows_seen = 0
+        return struct
+
+
+def _metric_need(metric_name):
+    from recbole.evaluator.register import metric_information
+
+    return metric_information.get(metric_name, [])
+
+
+__all__ = ["ExtCollector", "register_data_provider", "register_batch_provider", "PER_EVALUATION_KEYS"]

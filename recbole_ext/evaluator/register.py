@@ -1,0 +1,36 @@
+"""Injection of recbole_ext metrics into RecBole's metric registry.
+
+RecBole builds its registry once, by scanning ``recbole.evaluator.metrics`` only
+(``recbole.evaluator.register.cluster_info``). Its four containers are imported by reference by the
+Evaluator, the Register and the Config, so adding entries in place makes a metric usable by name in
+any ``metrics: [...]`` list. This must happen before a Config is built (``import recbole_ext`` does).
+"""
+
+from recbole.evaluator import register as recbole_register
+from recbole.evaluator.base_metric import AbstractMetric
+
+EXT_METRICS = {}
+
+
+def register_metric(cls):
+    """Class decorator: make ``cls`` (an ``AbstractMetric``) available as ``cls.__name__.lower()``.
+
+    A name that RecBole already uses for another class is refused: our metrics must not silently
+    change the meaning of an existing RecBole metric.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, AbstractMetric)):
+        raise TypeError(f"{cls!r} is not a subclass of recbole.evaluator.base_metric.AbstractMetric")
+    name = cls.__name__.lower()
+    existing = recbole_register.metrics_dict.get(name)
+    if existing is not None and existing is not cls and name not in EXT_METRICS:
+        raise ValueError(f"metric name '{name}' is already RecBole's {existing.__module__}.{existing.__name__}")
+    recbole_register.metrics_dict[name] = cls
+    recbole_register.metric_information[name] = list(cls.metric_need)
+    recbole_register.metric_types[name] = cls.metric_type
+    if getattr(cls, "smaller", False):
+        if name not in recbole_register.smaller_metrics:
+            recbole_register.smaller_metrics.append(name)
+    elif name in recbole_register.smaller_metrics:
+        recbole_register.smaller_metrics.remove(name)
+    EXT_METRICS[name] = cls
+    return cls

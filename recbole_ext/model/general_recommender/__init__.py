@@ -1,0 +1,1 @@
+"""General (non-sequential) recommenders of recbole_ext."""

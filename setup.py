@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recbole_ext",
+    version="0.1.0",
+    description="Multi-interest, multi-objective, calibration and transfer methods for RecBole 1.2.1",
+    packages=find_packages(include=["recbole_ext", "recbole_ext.*"]),
+    package_data={"recbole_ext": ["properties/*.yaml", "properties/model/*.yaml"]},
+    python_requires=">=3.11",
+    # RecBole is installed with --no-deps (see Makefile): its declared requirements pull ray.
+    install_requires=[
+        "recbole==1.2.1",
+        "torch>=2.6",
+        "numpy>=2",
+        "pandas>=2.2",
+        "scipy>=1.13",
+        "PyYAML",
+        "tqdm",
+        "colorlog",
+        "colorama",
+        "tensorboard",
+        "texttable",
+        "tabulate",
+        "psutil",
+        "thop",
+        "plotly",
+        "scikit-learn",
+        "matplotlib",
+    ],
+)
