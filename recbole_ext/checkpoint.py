@@ -229,3 +229,34 @@ def restore_model(model, checkpoint):
     other = checkpoint.get("other_parameter")
     if other:
         model.load_other_parameter(decode(other))
+
+
+def load_pretrained(model, path, config=None):
+    """Initialise ``model`` from the recbole_ext checkpoint at ``path`` (a trained backbone).
+
+    Checks that the checkpoint's model class and dataset agree with the current run and that its
+    item / user tables have the current sizes, and says which one differs otherwise.
+    Returns the checkpoint dictionary (its ``config`` holds the backbone's hyperparameters).
+    """
+    if not path:
+        raise CheckpointError(
+            "no pretrained checkpoint given: set pretrained_model_file to a checkpoint written by "
+            "run_recbole.py (saved/<Model>-<time>.pth)"
+        )
+    checkpoint = load_checkpoint(path, map_location=next(model.parameters()).device)
+    meta = checkpoint["meta"]
+    if config is not None and meta.get("dataset") != config["dataset"]:
+        raise CheckpointError(
+            f"{path} was trained on dataset '{meta.get('dataset')}', this run uses '{config['dataset']}'"
+        )
+    saved = checkpoint["state_dict"]
+    current = model.state_dict()
+    for name, tensor in current.items():
+        if name in saved and tuple(saved[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: parameter '{name}' has shape {tuple(saved[name].shape)} in the checkpoint but "
+                f"{tuple(tensor.shape)} here — the item/user counts or embedding size differ "
+                "(checkpoint from another dataset split or model size?)"
+            )
+    restore_model(model, checkpoint)
+    return checkpoint
