@@ -2,6 +2,7 @@
 
 from recbole_ext.trainer.rerank import RERANKERS, Reranker, register_reranker, scores_from_ranking
 from recbole_ext.trainer.trainer import ExtTrainerMixin, Trainer, compose_trainer
+from recbole_ext.trainer.bam import BaMTrainer  # noqa: E402  (multi-interest models, issue 3)
 
 __all__ = [
     "ExtTrainerMixin",
@@ -12,3 +13,4 @@ __all__ = [
     "register_reranker",
     "scores_from_ranking",
 ]
+from recbole_ext.trainer.cp import CPReranker  # noqa: E402  (calibrated re-ranking, issue 5)
