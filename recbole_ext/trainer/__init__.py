@@ -14,3 +14,5 @@ __all__ = [
     "scores_from_ranking",
 ]
 from recbole_ext.trainer.cp import CPReranker  # noqa: E402  (calibrated re-ranking, issue 5)
+from recbole_ext.trainer.calitune import CaliTuneTrainer  # noqa: E402  (CaliTune fine-tuning, issue 5)
+from recbole_ext.trainer.morec import MoRecTrainer  # noqa: E402  (MoRec post-training, issue 4)
