@@ -358,8 +358,13 @@ class CaliTuneTrainer(Trainer):
             previous = metrics
             if since_improved >= self.patience or unchanged >= 3:
                 break
-        if not kept:
-            return ref["ndcg"], {f"ndcg@{self.k}": ref["ndcg"], f"jsd@{self.k}": ref["jsd"]}
+        if not kept:  # epochs: 0 — evaluate the loaded model as it is (e.g. a backbone with rerank: cp)
+            self.selected = None
+            if saved:
+                ckpt.atomic_torch_save(ckpt.build_state(self, 0), self.saved_model_file)
+            self.best_valid_score = ref["ndcg"]
+            self.best_valid_result = {f"ndcg@{self.k}": round(ref["ndcg"], 4), f"jsd@{self.k}": round(ref["jsd"], 4)}
+            return self.best_valid_score, self.best_valid_result
         snap, state = kept[self.select]
         self.model.load_state_dict(state)
         if self.backbone == "DMF":
