@@ -1,0 +1,39 @@
+"""ComiRec-SA multi-interest extractor (with the BaM training scheme).
+
+Yukuo Cen, Jianwei Zhang, Xu Zou, Chang Zhou, Hongxia Yang, Jie Tang, "Controllable Multi-Interest
+Framework for Recommendation", KDD 2020 — self-attentive variant (ComiRec-SA), as used by BaM
+(Lee, Yun, Kang, "Towards True Multi-interest Recommendation: Enhanced Scheme for Balanced Interest
+Training", IEEE BigData 2024). ``BaM_ComiRec`` = this model with ``selection: p`` and ``multi_loss: True``.
+"""
+
+import torch
+import torch.nn as nn
+
+from recbole_ext.model.sequential_recommender.multi_interest import MultiInterestRecommender
+
+
+class ComiRec(MultiInterestRecommender):
+    """ComiRec-SA: ``A = softmax_L(W2 tanh(W1 (E + P)))``, interests ``M = A E`` (``[B, K, d]``).
+
+    The positional parameter P (``add_pos``) enters only the attention, not the value vectors;
+    padded positions get ``-2^32 + 1`` before the softmax over the sequence.
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        d = self.embedding_size
+        self.add_pos = bool(config["add_pos"])
+        self.position_embedding = nn.Parameter(torch.zeros(1, self.max_seq_length, d))
+        self.linear1 = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.Tanh())
+        self.linear2 = nn.Linear(4 * d, self.interest_num, bias=False)
+        self.reset_parameters()
+
+    def extract_interests(self, item_seq, item_seq_len):
+        mask = (item_seq != 0).to(self.item_embedding.weight.dtype)  # [B, L]
+        emb = self.item_embedding(item_seq) * mask.unsqueeze(-1)  # [B, L, d]
+        hidden = emb + self.position_embedding[:, : item_seq.shape[1]] if self.add_pos else emb
+        attention = self.linear2(self.linear1(hidden)).transpose(1, 2)  # [B, K, L]
+        attention = attention.masked_fill(mask.unsqueeze(1) == 0, -(2.0**32) + 1)
+        attention = torch.softmax(attention, dim=-1)
+        interests = attention @ emb  # [B, K, d]
+        return interests, attention

@@ -1,0 +1,271 @@
+"""Shared base of the multi-interest models MIND, ComiRec-SA and REMI, with the BaM training scheme.
+
+BaM: Jaeri Lee, Jeongin Yun, U Kang, "Towards True Multi-interest Recommendation: Enhanced Scheme for
+Balanced Interest Training", IEEE BigData 2024 (code: snudatalab/BaM). Spec: ``shared/specs/bam.md``.
+
+A backbone implements :meth:`MultiInterestRecommender.extract_interests` (history -> ``[B, K, d]``
+interests, plus the ``[B, K, L]`` attention for REMI's routing regularisation). This base adds
+
+* interest selection for the training target: ``hard`` (argmax), ``p`` (BaM_p: sample from
+  softmax(T * m_k . e+)) and ``l`` (BaM_l: sample from softmax(T * (W_a m_k + b_a) . (W_b e+ + b_b)));
+* the sampled-softmax loss over [positive, ``sampled_n`` uniform negatives] with REMI's
+  interest-aware hard-negative reweighting (``rbeta``), computed only on the gathered logits;
+* BaM's multi-interest loss L_m (logits = logsumexp over interests) on the same negatives;
+* ``full_sort_predict`` / ``predict``: max over interests, batched over users;
+* the routing-share diagnostic (which interest each training target was routed to).
+
+Everything is vectorised over the batch: negatives for every row are drawn in one call.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+
+from recbole_ext.errors import ConfigError
+
+SELECTIONS = ("hard", "p", "l")
+NEG_SAMPLE_MODES = ("row", "batch")
+HISTORY_MASKS = ("window_zero", "window_neg_inf", "none")
+L_GRADS = ("none", "straight_through")
+
+
+def sampled_softmax_loss(pos_logits, neg_logits, rbeta=0.0):
+    """Per-row loss of the sampled softmax over ``[positive, negatives]``.
+
+    ``pos_logits``: ``[B]``; ``neg_logits``: ``[B, n]``. With ``rbeta == 0`` this is exactly
+    cross-entropy with the positive as class 0. With ``rbeta > 0`` (REMI's interest-aware hard
+    negatives), negative j gets weight ``w_j = exp(beta x_j - max beta x) / mean_j(...)`` (mean 1 over
+    the row's negatives; x = logits minus the row max), and the loss is
+    ``-x+ + log(exp(x+) + sum_j w_j exp(x_j))``. The weights are not detached (as in the original).
+    The uniform log-q correction of the original is a constant and cancels, so it is omitted.
+    """
+    if rbeta:
+        log_w = reweight_log_weights(pos_logits, neg_logits, rbeta)
+        neg_logits = neg_logits + log_w
+    logits = torch.cat([pos_logits.unsqueeze(1), neg_logits], dim=1)
+    return torch.logsumexp(logits, dim=1) - pos_logits
+
+
+def reweight_log_weights(pos_logits, neg_logits, rbeta):
+    """log of REMI's hard-negative weights ``w`` (``[B, n]``; ``w.exp().mean(1) == 1``)."""
+    row_max = torch.maximum(pos_logits, neg_logits.max(dim=1).values).unsqueeze(1)
+    x = rbeta * (neg_logits - row_max)
+    x = x - x.max(dim=1, keepdim=True).values
+    return x - (torch.logsumexp(x, dim=1, keepdim=True) - math.log(x.shape[1]))
+
+
+def multi_interest_scores(interests, item_emb, shared=False):
+    """BaM's multi-interest score ``log sum_k exp(m_k . e)`` (paper Eq. 10/11).
+
+    ``interests``: ``[B, K, d]``; ``item_emb``: ``[B, d]`` (one item per row), ``[B, n, d]`` (n items per
+    row) or, with ``shared=True``, ``[n, d]`` (the same items for every row). Returns ``[B]`` or ``[B, n]``.
+    """
+    if shared:
+        return torch.logsumexp(torch.einsum("bkd,nd->bkn", interests, item_emb), dim=1)
+    if item_emb.dim() == 2:
+        return torch.logsumexp(torch.einsum("bkd,bd->bk", interests, item_emb), dim=1)
+    return torch.logsumexp(torch.einsum("bkd,bnd->bkn", interests, item_emb), dim=1)
+
+
+class MultiInterestRecommender(SequentialRecommender):
+    """Base class: embeddings, selection, sampled-softmax + multi-interest loss, max-over-interest scoring."""
+
+    trainer_name = "BaM"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = int(config["embedding_size"])
+        self.interest_num = int(config["interest_num"])
+        self.sampled_n = int(config["sampled_n"])
+        self.selection = str(config["selection"])
+        self.T = float(config["T"])
+        self.linear_size = int(config["linear_size"])
+        self.multi_loss = bool(config["multi_loss"])
+        self.rbeta = float(config["rbeta"] or 0.0)
+        self.rlambda = float(config["rlambda"] or 0.0)
+        self.rr_hard_only = bool(config["rr_hard_only"] if config["rr_hard_only"] is not None else True)
+        self.neg_sample_mode = str(config["neg_sample_mode"] or "row")
+        self.neg_exclude_pad = bool(config["neg_exclude_pad"])
+        self.history_mask = str(config["history_mask"] or "window_zero")
+        self.l_grad = str(config["l_grad"] or "none")
+        self._check_config()
+
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
+        if self.selection == "l":
+            self.l1 = nn.Linear(self.embedding_size, self.linear_size)  # W_a, b_a (interests)
+            self.l2 = nn.Linear(self.embedding_size, self.linear_size)  # W_b, b_b (target item)
+        # routing-share diagnostic: per interest, #targets selected and #targets whose argmax it is
+        self.register_buffer("route_selected", torch.zeros(self.interest_num), persistent=False)
+        self.register_buffer("route_argmax", torch.zeros(self.interest_num), persistent=False)
+
+    # ------------------------------------------------------------------------------------------
+    def _check_config(self):
+        name = type(self).__name__
+        if self.interest_num < 1:
+            raise ConfigError(f"{name}: interest_num must be >= 1, got {self.interest_num}; set --interest_num=4")
+        if self.embedding_size < 1:
+            raise ConfigError(f"{name}: embedding_size must be >= 1, got {self.embedding_size}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(
+                f"{name}: selection must be one of {', '.join(SELECTIONS)}, got '{self.selection}' "
+                "(hard = argmax baseline, p = BaM_p, l = BaM_l)"
+            )
+        if not (self.T > 0) or math.isinf(self.T):
+            raise ConfigError(f"{name}: T must be a finite number > 0 (selection temperature), got {self.T}")
+        if self.selection == "l" and not (1 <= self.linear_size < self.embedding_size):
+            raise ConfigError(
+                f"{name}: linear_size must be in [1, embedding_size) = [1, {self.embedding_size}) for "
+                f"selection 'l', got {self.linear_size}; BaM's default is 16"
+            )
+        pool = self.n_items - (1 if self.neg_exclude_pad else 0)
+        if self.sampled_n < 1 or self.sampled_n > pool:
+            raise ConfigError(
+                f"{name}: sampled_n = {self.sampled_n} negatives cannot be drawn without replacement from "
+                f"{pool} item ids (n_items = {self.n_items}{', PAD excluded' if self.neg_exclude_pad else ''}); "
+                f"set --sampled_n to at most {pool}"
+            )
+        if self.neg_sample_mode not in NEG_SAMPLE_MODES:
+            raise ConfigError(f"{name}: neg_sample_mode must be one of {NEG_SAMPLE_MODES}, got '{self.neg_sample_mode}'")
+        if self.history_mask not in HISTORY_MASKS:
+            raise ConfigError(f"{name}: history_mask must be one of {HISTORY_MASKS}, got '{self.history_mask}'")
+        if self.l_grad not in L_GRADS:
+            raise ConfigError(f"{name}: l_grad must be one of {L_GRADS}, got '{self.l_grad}'")
+        if self.rbeta < 0 or self.rlambda < 0:
+            raise ConfigError(f"{name}: rbeta and rlambda must be >= 0, got {self.rbeta} / {self.rlambda}")
+
+    def reset_parameters(self):
+        """The original init: Kaiming-normal (fan_in, gain sqrt 2) for >= 2-D parameters, zero biases.
+        Faithful quirk Q1: the PAD embedding row becomes non-zero too (it never enters the input)."""
+        for weight in self.parameters():
+            if weight.dim() >= 2:
+                nn.init.kaiming_normal_(weight)
+            else:
+                nn.init.zeros_(weight)
+
+    # ------------------------------------------------------------------------------------------
+    def extract_interests(self, item_seq, item_seq_len):
+        """Return ``(interests [B, K, d], attention [B, K, L] or None)``; implemented by the backbone."""
+        raise NotImplementedError
+
+    def forward(self, item_seq, item_seq_len):
+        return self.extract_interests(item_seq, item_seq_len)[0]
+
+    @property
+    def effective_rlambda(self):
+        if self.rr_hard_only and self.selection != "hard":
+            return 0.0
+        return self.rlambda
+
+    # ------------------------------------------------------------------------------------------
+    def selection_logits(self, interests, target_emb):
+        """Correlation ``c [B, K]`` between each interest and the target item (times T for p / l)."""
+        if self.selection == "l":
+            c = torch.einsum("bkd,bd->bk", self.l1(interests), self.l2(target_emb))
+        else:
+            c = torch.einsum("bkd,bd->bk", interests, target_emb)
+        return c
+
+    def select_interest(self, interests, target_emb):
+        """The user vector ``[B, d]`` for the single-interest loss, and the chosen indices ``[B]``."""
+        c = self.selection_logits(interests, target_emb)
+        if self.selection == "hard":
+            index = c.argmax(dim=1)
+            weights = None
+        else:
+            probs = torch.softmax(self.T * c, dim=1)
+            index = torch.multinomial(probs.detach(), 1).squeeze(1)
+            weights = None
+            if self.selection == "l" and self.l_grad == "straight_through":
+                one_hot = F.one_hot(index, self.interest_num).to(probs.dtype)
+                weights = one_hot - probs.detach() + probs  # value = one-hot; gradient through probs
+        if weights is None:
+            user = interests.gather(1, index.view(-1, 1, 1).expand(-1, 1, interests.shape[-1])).squeeze(1)
+        else:
+            user = torch.einsum("bk,bkd->bd", weights, interests)
+        with torch.no_grad():
+            k = self.interest_num
+            self.route_selected += torch.bincount(index, minlength=k).to(self.route_selected.dtype)
+            dominant = torch.einsum("bkd,bd->bk", interests, target_emb).argmax(dim=1)
+            self.route_argmax += torch.bincount(dominant, minlength=k).to(self.route_argmax.dtype)
+        return user, index
+
+    def sample_negatives(self, batch_size, device):
+        """Uniform negatives, without replacement, for the whole batch in one call.
+
+        ``row`` (faithful): an independent set of ``sampled_n`` ids per row (top-k of random keys ==
+        ``torch.multinomial`` without replacement), ``[B, n]``. ``batch``: one set shared by all rows,
+        ``[n]`` (faster: one matmul). PAD (id 0) is a possible negative unless ``neg_exclude_pad``;
+        neither the positive nor the history is excluded (quirk Q3).
+        """
+        offset = 1 if self.neg_exclude_pad else 0
+        pool = self.n_items - offset
+        if self.neg_sample_mode == "batch":
+            return torch.randperm(pool, device=device)[: self.sampled_n] + offset
+        keys = torch.rand(batch_size, pool, device=device)
+        return keys.topk(self.sampled_n, dim=1, sorted=False).indices + offset
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        pos_items = interaction[self.POS_ITEM_ID]
+        interests, attention = self.extract_interests(item_seq, item_seq_len)
+        pos_emb = self.item_embedding(pos_items)
+        user, _ = self.select_interest(interests, pos_emb)
+
+        neg_items = self.sample_negatives(item_seq.shape[0], item_seq.device)
+        neg_emb = self.item_embedding(neg_items)  # [B, n, d] or [n, d]
+        if neg_emb.dim() == 2:
+            neg_logits = user @ neg_emb.t()
+        else:
+            neg_logits = torch.einsum("bd,bnd->bn", user, neg_emb)
+        pos_logits = (user * pos_emb).sum(-1)
+        loss = sampled_softmax_loss(pos_logits, neg_logits, self.rbeta).mean()
+
+        if self.multi_loss:
+            pos_multi = multi_interest_scores(interests, pos_emb)
+            neg_multi = multi_interest_scores(interests, neg_emb, shared=neg_emb.dim() == 2)
+            loss = loss + sampled_softmax_loss(pos_multi, neg_multi, self.rbeta).mean()
+
+        rlambda = self.effective_rlambda
+        if rlambda and attention is not None:
+            loss = loss + rlambda * routing_regularization(attention, self.embedding_size)
+        return loss
+
+    # ------------------------------------------------------------------------------------------
+    def predict(self, interaction):
+        interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        item_emb = self.item_embedding(interaction[self.ITEM_ID])
+        return torch.einsum("bkd,bd->bk", interests, item_emb).max(dim=1).values
+
+    def full_sort_predict(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        interests = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN])
+        b, k, d = interests.shape
+        scores = (interests.reshape(b * k, d) @ self.item_embedding.weight.t()).view(b, k, -1)
+        scores = scores.amax(dim=1)
+        if self.history_mask != "none":
+            # quirk Q6: items of the input window (and PAD if padded) get 0 (faithful) or -inf
+            value = 0.0 if self.history_mask == "window_zero" else float("-inf")
+            scores = scores.scatter(1, item_seq, value)
+        return scores
+
+    # ------------------------------------------------------------------------------------------
+    def pop_routing_share(self):
+        """Shares of the training targets routed to each interest since the last call (selected by
+        the rule in use, and dominant = argmax), then reset. Returns two lists of K floats."""
+        selected = self.route_selected / self.route_selected.sum().clamp(min=1)
+        argmax = self.route_argmax / self.route_argmax.sum().clamp(min=1)
+        self.route_selected.zero_()
+        self.route_argmax.zero_()
+        return selected.tolist(), argmax.tolist()
+
+
+def routing_regularization(attention, embedding_size):
+    """REMI's routing regularisation: centre A over L (padding included), C = A A^T / d, and
+    ``sum over the batch of ||diag(C)||_2^2`` (a sum, not a mean: quirk Q5)."""
+    centred = attention - attention.mean(dim=2, keepdim=True)
+    diag = (centred * centred).sum(dim=2) / embedding_size  # diag of C, [B, K]
+    return (diag * diag).sum()

@@ -1,0 +1,61 @@
+"""Trainer of the multi-interest models (MIND / ComiRec / REMI, with or without BaM).
+
+RecBole's training loop, plus BaM's balance diagnostic: after every epoch it logs the share of the
+training targets routed to each interest — by the selection rule in use (``selected``: argmax for
+``hard``, a sample for BaM) and by the dominant interest (``argmax``) — keeps the history in
+``trainer.routing_history`` and saves a plot (``routing_plot: True``) next to the checkpoint.
+"""
+
+import os
+from logging import getLogger
+
+from recbole_ext.trainer.trainer import Trainer
+
+
+class BaMTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.routing_history = []  # one dict per epoch: epoch, selected [K], argmax [K]
+        self.routing_plot = bool(config["routing_plot"]) if config["routing_plot"] is not None else False
+        self.routing_plot_file = os.path.splitext(self.saved_model_file)[0] + "-routing.png"
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        if hasattr(self.model, "pop_routing_share"):
+            selected, argmax = self.model.pop_routing_share()
+            self.routing_history.append({"epoch": epoch_idx, "selected": selected, "argmax": argmax})
+            fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
+            getLogger().info(
+                f"epoch {epoch_idx} routing share ({self.model.selection}): selected {fmt(selected)}, "
+                f"argmax {fmt(argmax)}"
+            )
+            if self.routing_plot:
+                save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection)
+        return loss
+
+
+def save_routing_plot(history, path, selection="hard"):
+    """Plot the per-interest share of training targets over epochs (selected: solid, argmax: dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    k = len(history[0]["selected"])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i in range(k):
+        line = ax.plot(epochs, [h["selected"][i] for h in history], marker="o", label=f"interest {i} selected")
+        ax.plot(epochs, [h["argmax"][i] for h in history], ls="--", color=line[0].get_color(), label=f"interest {i} argmax")
+    ax.axhline(1.0 / k, color="grey", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of training targets")
+    ax.set_title(f"routing share (selection = {selection})")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
