@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow benchmarks clean
+.PHONY: install demo test test-slow test-pandas3 clean
 
 install: $(STAMP)
 
@@ -28,3 +28,13 @@ test-slow: install
 
 clean:
 	rm -rf $(VENV) log log_tensorboard saved/*.pth saved/results
+
+# The same test-suite on pandas 3 (Copy-on-Write), in a separate environment.
+VENV3 := .venv-pandas3
+test-pandas3:
+	test -x $(VENV3)/bin/python || $(PYTHON) -m venv $(VENV3)
+	$(VENV3)/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(VENV3)/bin/python -m pip install -q "pandas==3.1.1"
+	$(VENV3)/bin/python -m pip install -q --no-deps recbole==1.2.1
+	$(VENV3)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(VENV3)/bin/python -m pytest -q $(PYTEST_ARGS)

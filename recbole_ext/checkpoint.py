@@ -21,6 +21,7 @@ import os
 import pickle
 import tempfile
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -85,7 +86,9 @@ def decode(value):
         if tag == "numpy":
             return value["value"].numpy()
         if tag == "numpy_matrix":
-            return np.matrix(value["value"].numpy())
+            with warnings.catch_warnings():  # np.matrix is deprecated, but it is what the model stored
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+                return np.matrix(value["value"].numpy())
         if tag == "scipy_sparse":
             matrix = sp.csr_matrix(
                 (value["data"].numpy(), value["indices"].numpy(), value["indptr"].numpy()),
@@ -188,7 +191,7 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
         text = str(err)
         if "Unsupported operand" in text or "Weights only load failed" in text:
             raise CheckpointError(

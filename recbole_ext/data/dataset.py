@@ -66,7 +66,7 @@ def check_atomic_file(filepath, field_separator="\t", encoding="utf-8"):
             if wrong.size:
                 row = int(rows[wrong[0]])
                 raise DatasetError(
-                    f"{filepath}, line {row + 2}: field '{header[column]}' must be a number, "
+                    f"{filepath}, line {row + 2}: field '{header[column].partition(':')[0]}' must be a number, "
                     f"found {text.iloc[wrong[0]]!r}"
                 )
 

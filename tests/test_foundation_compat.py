@@ -1,0 +1,140 @@
+"""Regression tests for each compatibility patch in recbole_ext.compat (C1-C8)."""
+
+import collections
+import os
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from recbole_ext import compat
+from recbole_ext.config import Config
+from recbole_ext.quick_start import run_recbole
+from recbole_ext.utils import create_dataset, data_preparation, get_model
+
+
+def test_all_patches_applied_and_idempotent():
+    before = list(compat.PATCHES)
+    assert compat.apply() == before  # applying again adds and changes nothing
+    assert any(p.startswith("C1") for p in before)
+    assert any(p.startswith("C3") for p in before)
+    assert any(p.startswith("C4") for p in before)
+    assert any(p.startswith("C5") for p in before)
+
+
+def test_c1_numpy_aliases_and_recbole_metric_without_config():
+    # RecBole's NDCG uses np.float; it must work even before any Config was built.
+    assert np.float is np.float64 and np.unicode is np.str_
+    from recbole.evaluator.metrics import NDCG
+
+    metric = NDCG({"topk": [2], "metric_decimal_place": 4})
+    pos_index = np.array([[True, False], [False, True]])
+    pos_len = np.array([1, 1])
+    result = metric.metric_info(pos_index, pos_len)
+    assert np.allclose(result[:, 0], [1.0, 0.0])
+    assert np.allclose(result[:, 1], [1.0, 1.0 / np.log2(3)])
+
+
+def test_c1_config_builds_on_numpy2(run_dir, quiet_config):
+    config = Config(model="BPR", dataset="ml-100k", config_dict=quiet_config)
+    assert config["model"] == "BPR"
+    assert int(np.__version__.split(".")[0]) >= 2
+
+
+def test_c4_collector_handles_non_tensor_values(quiet_config):
+    from recbole.evaluator.collector import Collector
+
+    config = Config(
+        model="BPR",
+        dataset="ml-100k",
+        config_dict=dict(quiet_config, metrics=["ItemCoverage", "AveragePopularity"], valid_metric="ItemCoverage@10"),
+    )
+    collector = Collector(config)
+    collector.data_struct.set("data.num_items", 5)
+    collector.data_struct.set("data.count_items", collections.Counter({1: 3, 2: 1}))
+    collector.data_struct.update_tensor("rec.items", torch.tensor([[1, 2]]))
+    struct = collector.get_data_struct()
+    assert struct.get("data.num_items") == 5
+    assert struct.get("data.count_items")[1] == 3
+    assert "rec.items" not in collector.data_struct  # per-evaluation key reset
+
+
+def test_c4_beyond_accuracy_metrics_in_a_run(run_dir, quiet_config):
+    metrics = ["Recall", "NDCG", "ItemCoverage", "GiniIndex", "AveragePopularity", "TailPercentage"]
+    result = run_recbole(
+        "EASE", "ml-100k", config_dict=dict(quiet_config, metrics=metrics, valid_metric="NDCG@10"), cmd_args=[]
+    )
+    test = result["test_result"]
+    assert 0 < test["itemcoverage@10"] <= 1
+    assert 0 < test["giniindex@10"] < 1
+    assert test["averagepopularity@10"] > 1
+    assert 0 <= test["tailpercentage@10"] <= 1
+
+
+def test_c5_dok_update_and_lightgcn_adjacency(run_dir, quiet_config):
+    matrix = sp.dok_matrix((3, 3), dtype=np.float32)
+    matrix._update({(0, 1): 1.0, (2, 2): 3.0})
+    assert matrix[0, 1] == 1.0 and matrix[2, 2] == 3.0 and matrix.nnz == 2
+    config = Config(model="LightGCN", dataset="ml-100k", config_dict=dict(quiet_config, n_layers=1))
+    dataset = create_dataset(config)
+    train_data, _, _ = data_preparation(config, dataset)
+    model = get_model("LightGCN")(config, train_data._dataset)
+    n = dataset.user_num + dataset.item_num
+    assert tuple(model.norm_adj_matrix.shape) == (n, n)
+
+
+def _write_regression_dataset(root):
+    folder = os.path.join(root, "nanset")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "nanset.inter"), "w") as f:
+        f.write("user_id:token\titem_id:token\trating:float\n")
+        for u in range(1, 7):
+            for i in range(1, 5):
+                f.write(f"{u}\t{i}\t{(u + i) % 5 + 1}\n")
+    with open(os.path.join(folder, "nanset.item"), "w") as f:
+        f.write("item_id:token\tprice:float\tbrand:token\ttags:token_seq\n")
+        f.write("1\t10.0\tacme\ta b\n")
+        f.write("2\t\tacme\t\n")  # missing price and tags
+        f.write("3\t30.0\t\tc\n")  # missing brand
+        f.write("4\t\tzeta\t\n")
+    return root
+
+
+def test_c6_c7_missing_values_in_side_information(run_dir, quiet_config):
+    root = _write_regression_dataset(str(run_dir))
+    config = Config(
+        model="BPR",
+        dataset="nanset",
+        config_dict=dict(
+            quiet_config,
+            data_path=root,
+            load_col={"inter": ["user_id", "item_id", "rating"], "item": ["item_id", "price", "brand", "tags"]},
+            normalize_all=False,
+        ),
+    )
+    dataset = create_dataset(config)
+    feat = dataset.item_feat.set_index("item_id")  # pandas frame before build(); ids are internal
+    row = {token: idx for idx, token in enumerate(dataset.field2id_token["item_id"])}
+    price = feat["price"]
+    assert not price.isna().any()  # C7: float NaN filled with the column mean
+    assert price[row["2"]] == price[row["4"]] == 20.0
+    assert feat["brand"][row["3"]] == 0  # missing token -> PAD
+    assert len(feat["tags"][row["2"]]) == 0  # C6: missing sequence -> empty
+    assert len(feat["tags"][row["1"]]) == 2
+
+
+def test_c8_series_agg_len_is_elementwise_inside_scope():
+    series = pd.Series([np.array([1, 2]), np.array([3]), np.array([4, 5, 6])])
+    with compat._elementwise_len_agg():
+        lengths = series.agg(len)
+    assert list(lengths) == [2, 1, 3]
+    assert pd.Series.agg is not None  # restored (no exception on normal use)
+    assert series.agg("count") == 3
+
+
+def test_c3_checkpoint_loads_weights_only_after_a_run(run_dir, quiet_config):
+    result = run_recbole("BPR", "ml-100k", config_dict=dict(quiet_config, epochs=1), cmd_args=[])
+    checkpoint = torch.load(result["checkpoint"], weights_only=True)
+    assert checkpoint["meta"]["model"] == "BPR"
+    assert isinstance(checkpoint["config"]["MODEL_TYPE"], str)
