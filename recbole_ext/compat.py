@@ -319,6 +319,8 @@ def _filter_warnings():
     warnings.filterwarnings("ignore", message=".*non-writable.*", category=UserWarning)
     warnings.filterwarnings("ignore", message=".*inplace.*", module="recbole")
     warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
+    # pandas 3: RecBole's chained fillna(inplace=True) warns; C6/C7 already do the filling
+    warnings.filterwarnings("ignore", message="A value is being set on a copy", module="recbole")
     _register("C9-C11 known harmless warnings filtered")
 
 
