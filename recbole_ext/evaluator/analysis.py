@@ -47,8 +47,10 @@ def ndcg_from_hits(hits, n_pos):
     return torch.where(n_pos > 0, dcg / ideal, torch.zeros_like(dcg))
 
 
-def per_user_metrics(trainer, eval_data, label, k=10):
-    """One row per evaluated user: ``model, user_id, p_highpop, p_midpop, p_lowpop, user_group, ndcg, jsd``."""
+def per_user_metrics(trainer, eval_data, label, k=10, return_items=False):
+    """One row per evaluated user: ``model, user_id, p_highpop, p_midpop, p_lowpop, user_group, ndcg, jsd``.
+
+    With ``return_items`` also the ``[n, k]`` recommended internal item ids (rows as in the frame)."""
     dataset = getattr(trainer.eval_collector, "train_dataset", None)
     if dataset is None:
         raise ConfigError("per_user_metrics needs trainer.collect_train_data(train_data) (or a fitted trainer) first")
@@ -67,8 +69,7 @@ def per_user_metrics(trainer, eval_data, label, k=10):
             "jsd": jsd.numpy(),
         }
     )
-    frame.attrs["items"] = items
-    return frame
+    return (frame, items) if return_items else frame
 
 
 def export_per_user_tsv(frames, path):
