@@ -174,3 +174,11 @@ def test_other_backbones(backbone, monkeypatch, model, backbone_keys, freeze):
     )
     assert 0.0 <= tuned["test_result"]["jsd@10"] <= 1.0
     assert tuned["test_result"]["jsd@10"] != first["test_result"]["jsd@10"]
+    if freeze:  # only the user side moved
+        before = ckpt.load_checkpoint(first["checkpoint"])["state_dict"]
+        after = ckpt.load_checkpoint(tuned["checkpoint"])["state_dict"]
+        item_keys = [k for k in before if k.startswith("item_")]
+        user_keys = [k for k in before if k.startswith("user_")]
+        assert item_keys and user_keys
+        assert all(torch.equal(before[k], after[k]) for k in item_keys)
+        assert any(not torch.equal(before[k], after[k]) for k in user_keys)
