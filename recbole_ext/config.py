@@ -99,6 +99,19 @@ class Config(RecBoleConfig):
         super()._set_default_parameters()
         self.final_config_dict["data_path"] = self._resolve_data_path()
 
+    def _set_train_neg_sample_args(self):
+        super()._set_train_neg_sample_args()
+        from recbole.utils import InputType
+
+        if (
+            self.final_config_dict.get("MODEL_INPUT_TYPE") == InputType.PAIRWISE
+            and self.final_config_dict["train_neg_sample_args"]["distribution"] == "none"
+        ):
+            raise ConfigError(
+                f"model '{self.model}' trains on (positive, negative) pairs but train_neg_sample_args is None: "
+                "set train_neg_sample_args: {distribution: uniform, sample_num: 1} (RecBole's default)"
+            )
+
     def _check_metric_names(self):
         metrics = self.final_config_dict.get("metrics") or []
         if isinstance(metrics, str):

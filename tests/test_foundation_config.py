@@ -168,3 +168,8 @@ def test_bad_header_type(run_dir, quiet_config):
     config = Config("BPR", "tiny", config_dict=tiny_config(root, quiet_config))
     with pytest.raises(DatasetError, match="line 1: field 'rating' has unknown type 'decimal'"):
         create_dataset(config)
+
+
+def test_pairwise_model_needs_negative_sampling(quiet_config):
+    with pytest.raises(ConfigError, match="trains on \\(positive, negative\\) pairs"):
+        Config("BPR", "ml-100k", config_dict=dict(quiet_config, train_neg_sample_args=None))
