@@ -138,14 +138,15 @@ def _builtin(value):
 # --------------------------------------------------------------------------------------------
 # writing and reading
 # --------------------------------------------------------------------------------------------
-def atomic_torch_save(obj, path):
-    """``torch.save`` into a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path, write, mode="wb"):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place, so that
+    readers see either the old file or the complete new one, never a partial write."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -153,6 +154,11 @@ def atomic_torch_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def build_state(trainer, epoch):

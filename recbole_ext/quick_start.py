@@ -6,7 +6,6 @@ Replaces ``recbole.quick_start`` (never imported: it imports ray, which breaks o
 import json
 import os
 import platform
-import tempfile
 import time
 from logging import getLogger
 
@@ -19,17 +18,7 @@ from recbole_ext.utils import create_dataset, data_preparation, get_model, get_t
 
 
 def atomic_write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def build_model_and_trainer(config, train_data):
