@@ -16,3 +16,4 @@ __all__ = [
 from recbole_ext.trainer.cp import CPReranker  # noqa: E402  (calibrated re-ranking, issue 5)
 from recbole_ext.trainer.calitune import CaliTuneTrainer  # noqa: E402  (CaliTune fine-tuning, issue 5)
 from recbole_ext.trainer.morec import MoRecTrainer  # noqa: E402  (MoRec post-training, issue 4)
+from recbole_ext.trainer.peterrec import PeterRecTrainer  # noqa: E402  (PeterRec fine-tuning, issue 6)
