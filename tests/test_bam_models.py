@@ -167,6 +167,25 @@ def test_model_loss_is_cross_entropy_over_pos_and_negatives(dataset, monkeypatch
     torch.testing.assert_close(loss, F.cross_entropy(logits, torch.zeros(2, dtype=torch.long)))
 
 
+def test_shared_negatives_loss_is_cross_entropy(dataset, monkeypatch):
+    model, _ = build("ComiRec", dataset, selection="p", multi_loss=True)  # default: batch-shared negatives
+    inter = batch(model, [[3, 4, 5], [9, 8, 7, 6, 5, 4], [20, 21]])
+    negs = torch.randperm(model.n_items)[: model.sampled_n]
+    torch.manual_seed(11)
+    monkeypatch.setattr(model, "sample_negatives", lambda b, device: negs)
+    loss = model.calculate_loss(inter)
+    torch.manual_seed(11)
+    interests = model.forward(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
+    emb, pos = model.item_embedding.weight, inter[model.ITEM_ID]
+    k, _ = model.select_interest(interests, emb[pos])  # same seed -> same sampled interests
+    cols = torch.cat([pos[:, None], negs.expand(3, -1)], 1)
+    per_interest = (interests @ emb.t()).gather(2, cols.unsqueeze(1).expand(-1, 4, -1))  # [B, K, 1+n]
+    zero = torch.zeros(3, dtype=torch.long)
+    expected = F.cross_entropy(per_interest[torch.arange(3), k], zero) + F.cross_entropy(
+        torch.logsumexp(per_interest, 1), zero)
+    torch.testing.assert_close(loss, expected)
+
+
 def test_multi_interest_score_is_logsumexp():
     torch.manual_seed(2)
     interests, items = torch.randn(3, 4, 5), torch.randn(6, 5)
@@ -228,10 +247,10 @@ def test_huge_T_reproduces_hard_selection(dataset, selection):
     torch.manual_seed(5)
     interests, target = torch.randn(512, 4, 16), torch.randn(512, 16)
     c = model.selection_logits(interests, target)
-    _, index = model.select_interest(interests, target)
+    index, _ = model.select_interest(interests, target)
     assert torch.equal(index, c.argmax(1))
     model.T = 1.0  # soft: sampled indices differ from the argmax for a good share of rows
-    _, soft = model.select_interest(interests, target)
+    soft, _ = model.select_interest(interests, target)
     assert float((soft != c.argmax(1)).float().mean()) > 0.1
 
 
@@ -258,7 +277,7 @@ def test_routing_share_counts_selected_and_argmax(dataset):
 
 # ---------------------------------------------------------------------------------------------- negatives
 def test_negatives_without_replacement_for_the_whole_batch(dataset):
-    model, _ = build("ComiRec", dataset, sampled_n=500)
+    model, _ = build("ComiRec", dataset, sampled_n=500, neg_sample_mode="row")
     negs = model.sample_negatives(64, "cpu")
     assert negs.shape == (64, 500) and int(negs.min()) >= 0 and int(negs.max()) < model.n_items
     assert bool((negs.sort(1).values.diff(dim=1) > 0).all())  # distinct within each row

@@ -3,9 +3,11 @@
 RecBole's training loop, plus BaM's balance diagnostic: after every epoch it logs the share of the
 training targets routed to each interest — by the selection rule in use (``selected``: argmax for
 ``hard``, a sample for BaM) and by the dominant interest (``argmax``) — keeps the history in
-``trainer.routing_history`` and saves a plot (``routing_plot: True``) next to the checkpoint.
+``trainer.routing_history`` and saves a plot plus a JSON of the history (``routing_plot: True``) next to the checkpoint
+(``<checkpoint>-routing.png`` / ``-routing.json``).
 """
 
+import json
 import os
 from logging import getLogger
 
@@ -18,6 +20,7 @@ class BaMTrainer(Trainer):
         self.routing_history = []  # one dict per epoch: epoch, selected [K], argmax [K]
         self.routing_plot = bool(config["routing_plot"]) if config["routing_plot"] is not None else False
         self.routing_plot_file = os.path.splitext(self.saved_model_file)[0] + "-routing.png"
+        self.routing_json_file = os.path.splitext(self.saved_model_file)[0] + "-routing.json"
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
@@ -30,6 +33,9 @@ class BaMTrainer(Trainer):
                 f"argmax {fmt(argmax)}"
             )
             if self.routing_plot:
+                os.makedirs(os.path.dirname(os.path.abspath(self.routing_json_file)), exist_ok=True)
+                with open(self.routing_json_file, "w", encoding="utf-8") as f:
+                    json.dump({"selection": self.model.selection, "epochs": self.routing_history}, f, indent=1)
                 save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection)
         return loss
 

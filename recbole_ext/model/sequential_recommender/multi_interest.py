@@ -27,7 +27,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole_ext.errors import ConfigError
 
 SELECTIONS = ("hard", "p", "l")
-NEG_SAMPLE_MODES = ("row", "batch")
+NEG_SAMPLE_MODES = ("batch", "row")
 HISTORY_MASKS = ("window_zero", "window_neg_inf", "none")
 L_GRADS = ("none", "straight_through")
 
@@ -87,7 +87,7 @@ class MultiInterestRecommender(SequentialRecommender):
         self.rbeta = float(config["rbeta"] or 0.0)
         self.rlambda = float(config["rlambda"] or 0.0)
         self.rr_hard_only = bool(config["rr_hard_only"] if config["rr_hard_only"] is not None else True)
-        self.neg_sample_mode = str(config["neg_sample_mode"] or "row")
+        self.neg_sample_mode = str(config["neg_sample_mode"] or "batch")
         self.neg_exclude_pad = bool(config["neg_exclude_pad"])
         self.history_mask = str(config["history_mask"] or "window_zero")
         self.l_grad = str(config["l_grad"] or "none")
@@ -169,35 +169,46 @@ class MultiInterestRecommender(SequentialRecommender):
         return c
 
     def select_interest(self, interests, target_emb):
-        """The user vector ``[B, d]`` for the single-interest loss, and the chosen indices ``[B]``."""
+        """Choose one interest per row for the single-interest loss.
+
+        Returns ``(index [B], weights [B, K] or None)``: ``weights`` is the straight-through one-hot
+        of BaM_l with ``l_grad: straight_through`` (value = one-hot, gradient through the softmax);
+        otherwise the chosen interest is used directly (no gradient through the choice).
+        """
         c = self.selection_logits(interests, target_emb)
+        weights = None
         if self.selection == "hard":
             index = c.argmax(dim=1)
-            weights = None
         else:
             probs = torch.softmax(self.T * c, dim=1)
             index = torch.multinomial(probs.detach(), 1).squeeze(1)
-            weights = None
             if self.selection == "l" and self.l_grad == "straight_through":
                 one_hot = F.one_hot(index, self.interest_num).to(probs.dtype)
-                weights = one_hot - probs.detach() + probs  # value = one-hot; gradient through probs
-        if weights is None:
-            user = interests.gather(1, index.view(-1, 1, 1).expand(-1, 1, interests.shape[-1])).squeeze(1)
-        else:
-            user = torch.einsum("bk,bkd->bd", weights, interests)
+                weights = one_hot - probs.detach() + probs
         with torch.no_grad():
             k = self.interest_num
             self.route_selected += torch.bincount(index, minlength=k).to(self.route_selected.dtype)
-            dominant = torch.einsum("bkd,bd->bk", interests, target_emb).argmax(dim=1)
+            dominant = c.argmax(dim=1) if self.selection != "l" else torch.einsum(
+                "bkd,bd->bk", interests, target_emb).argmax(dim=1)
             self.route_argmax += torch.bincount(dominant, minlength=k).to(self.route_argmax.dtype)
-        return user, index
+        return index, weights
+
+    @staticmethod
+    def pick(values, index, weights):
+        """``values [B, K, ...]`` at the chosen interest (or weighted by the straight-through one-hot)."""
+        if weights is not None:
+            return (weights.view(weights.shape + (1,) * (values.dim() - 2)) * values).sum(1)
+        shape = (values.shape[0], 1) + values.shape[2:]
+        return values.gather(1, index.view((-1, 1) + (1,) * (values.dim() - 2)).expand(shape)).squeeze(1)
 
     def sample_negatives(self, batch_size, device):
         """Uniform negatives, without replacement, for the whole batch in one call.
 
-        ``row`` (faithful): an independent set of ``sampled_n`` ids per row (top-k of random keys ==
-        ``torch.multinomial`` without replacement), ``[B, n]``. ``batch``: one set shared by all rows,
-        ``[n]`` (faster: one matmul). PAD (id 0) is a possible negative unless ``neg_exclude_pad``;
+        ``batch`` (default): one uniform ``sampled_n``-subset shared by all rows, ``[n]`` — every row's
+        negatives have exactly the original's distribution (a uniform subset without replacement); only
+        rows of one batch are no longer independent. Scoring is then one GEMM. ``row`` (the original's
+        exact scheme): an independent subset per row (top-k of random keys == ``torch.multinomial``
+        without replacement), ``[B, n]``. PAD (id 0) is a possible negative unless ``neg_exclude_pad``;
         neither the positive nor the history is excluded (quirk Q3).
         """
         offset = 1 if self.neg_exclude_pad else 0
@@ -212,22 +223,25 @@ class MultiInterestRecommender(SequentialRecommender):
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
         interests, attention = self.extract_interests(item_seq, item_seq_len)
+        b, k, d = interests.shape
         pos_emb = self.item_embedding(pos_items)
-        user, _ = self.select_interest(interests, pos_emb)
+        index, weights = self.select_interest(interests, pos_emb)
 
-        neg_items = self.sample_negatives(item_seq.shape[0], item_seq.device)
-        neg_emb = self.item_embedding(neg_items)  # [B, n, d] or [n, d]
+        neg_items = self.sample_negatives(b, item_seq.device)
+        neg_emb = self.item_embedding(neg_items)  # [n, d] shared by the batch, or [B, n, d]
+        # only the gathered logits: every interest against [positive, negatives] (never the catalogue)
+        pos_all = torch.einsum("bkd,bd->bk", interests, pos_emb)  # [B, K]
         if neg_emb.dim() == 2:
-            neg_logits = user @ neg_emb.t()
+            neg_all = (interests.reshape(b * k, d) @ neg_emb.t()).view(b, k, -1)  # one GEMM
         else:
-            neg_logits = torch.einsum("bd,bnd->bn", user, neg_emb)
-        pos_logits = (user * pos_emb).sum(-1)
-        loss = sampled_softmax_loss(pos_logits, neg_logits, self.rbeta).mean()
-
-        if self.multi_loss:
-            pos_multi = multi_interest_scores(interests, pos_emb)
-            neg_multi = multi_interest_scores(interests, neg_emb, shared=neg_emb.dim() == 2)
-            loss = loss + sampled_softmax_loss(pos_multi, neg_multi, self.rbeta).mean()
+            neg_all = torch.einsum("bkd,bnd->bkn", interests, neg_emb)
+        loss = sampled_softmax_loss(
+            self.pick(pos_all, index, weights), self.pick(neg_all, index, weights), self.rbeta
+        ).mean()
+        if self.multi_loss:  # L_m: logits = logsumexp over interests, the same negatives (Eq. 10-13)
+            loss = loss + sampled_softmax_loss(
+                torch.logsumexp(pos_all, dim=1), torch.logsumexp(neg_all, dim=1), self.rbeta
+            ).mean()
 
         rlambda = self.effective_rlambda
         if rlambda and attention is not None:
