@@ -264,8 +264,7 @@ def main(argv=None):
 
     mv_rows = []
     if args.multivae:
-        mv = train_backbone("MultiVAE", args.workdir, {"epochs": args.backbone_epochs, "learning_rate": 1e-3,
-                                                        "train_neg_sample_args": None})
+        mv = train_backbone("MultiVAE", args.workdir, {"epochs": args.backbone_epochs, "learning_rate": 1e-3})
         mv_base = point("MultiVAE backbone", mv["result"], lam=0.0, epochs=mv["epochs"], s_per_epoch=mv["s_per_epoch"])
         mv_rows.append(mv_base)
         mv_cp = cp_points(mv["trainer"], mv["data"][2], [0.3, 0.6, 0.9])

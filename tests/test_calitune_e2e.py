@@ -137,6 +137,10 @@ def test_bad_input(backbone, monkeypatch, tmp_path):
         with pytest.raises(ConfigError, match=match):
             CaliTuneTrainer(config, model)
         config[key] = good
+    config["seed"] = 111  # another seed = another random split than the backbone's
+    with pytest.raises(CheckpointError, match="another data split"):
+        CaliTuneTrainer(config, model)
+    config["seed"] = 920
     pop_model = get_model("Pop")(config, model_dataset(config))
     with pytest.raises(ConfigError, match="supports the backbones"):
         CaliTuneTrainer(config, pop_model)
@@ -159,7 +163,7 @@ def test_bad_input(backbone, monkeypatch, tmp_path):
     [
         ("DMF", {"user_embedding_size": 32, "item_embedding_size": 32, "user_hidden_size_list": [32],
                  "item_hidden_size_list": [32], "learning_rate": 1e-3, "epochs": 1, "eval_step": 1}, True),
-        ("MultiVAE", {"epochs": 3, "learning_rate": 1e-3, "eval_step": 3, "train_neg_sample_args": None}, False),
+        ("MultiVAE", {"epochs": 3, "learning_rate": 1e-3, "eval_step": 3}, False),
     ],
 )
 def test_other_backbones(backbone, monkeypatch, model, backbone_keys, freeze):

@@ -21,7 +21,8 @@ or tradeoff = sqrt(NDCG/NDCG_0 · JSD_0/JSD) beats its best so far (quirk C2); t
 Config keys (defaults): ``calitune_lambda`` 0.25, ``calitune_candidates`` 100, ``calitune_freeze_items``
 False, ``calitune_batch_size`` 16 users, ``learning_rate`` (RAdam), ``calitune_lr_step`` 20,
 ``calitune_lr_gamma`` 0.9, ``epochs`` (max), ``calitune_patience`` 25, ``calitune_select`` last,
-``calitune_snapshots`` True (write every snapshot to disk when ``saved``).
+``calitune_snapshots`` True (write every snapshot to disk when ``saved``), ``calitune_seed`` (None =
+keep the global seed; the data split always uses ``seed``, which must equal the backbone's).
 """
 
 import copy
@@ -41,6 +42,11 @@ from recbole_ext.evaluator.metrics.calibration import jsd as eval_jsd
 from recbole_ext.trainer.trainer import Trainer
 
 SUPPORTED_BACKBONES = ("BPR", "DMF", "MultiVAE")
+# settings that decide RecBole's train / valid / test split: they must equal the backbone's
+SPLIT_KEYS = (
+    "seed", "eval_args", "load_col", "unload_col", "benchmark_filename", "rm_dup_inter", "val_interval",
+    "filter_inter_by_user_or_item", "user_inter_num_interval", "item_inter_num_interval",
+)
 DEFAULTS = {
     "calitune_lambda": 0.25,
     "calitune_candidates": 100,
@@ -144,12 +150,21 @@ class CaliTuneTrainer(Trainer):
                 "trainer CaliTune fine-tunes a trained backbone: set pretrained_model_file to its checkpoint "
                 "(saved/<Model>-<time>.pth written by run_recbole.py)"
             )
-        meta = ckpt.load_checkpoint(path)["meta"]
+        saved = ckpt.load_checkpoint(path)
+        meta = saved["meta"]
         if meta.get("model") != config["model"]:
             raise CheckpointError(
                 f"{path} holds a '{meta.get('model')}' model but this run fine-tunes '{config['model']}'; "
                 "set model to the backbone's model"
             )
+        current = ckpt.plain_config(config)
+        for key in SPLIT_KEYS:
+            if key in saved["config"] and saved["config"][key] != current.get(key):
+                raise CheckpointError(
+                    f"{path} was trained on another data split: '{key}' is {saved['config'][key]!r} there but "
+                    f"{current.get(key)!r} here. CaliTune must see the backbone's exact train/valid/test split — "
+                    "use the backbone's data settings (the fine-tuning seed is calitune_seed)"
+                )
         self.backbone_checkpoint = ckpt.load_pretrained(model, path, config)
         if self.backbone == "DMF":
             model.i_embedding = None
@@ -298,6 +313,10 @@ class CaliTuneTrainer(Trainer):
         self._train_csr = dataset.inter_matrix(form="csr")
         valid_csr = valid_data._dataset.inter_matrix(form="csr")
 
+        seed = self.config["calitune_seed"]
+        if seed is not None:  # the fine-tuning's own seed (user order); the split keeps the backbone's seed
+            torch.manual_seed(int(seed))
+            np.random.seed(int(seed))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         snap_dir = os.path.join(self.config["checkpoint_dir"], f"CaliTune-{self.config['model']}-{stamp}-{os.getpid()}")
         write = saved and bool(_cfg(self.config, "calitune_snapshots"))
