@@ -62,6 +62,8 @@ def part_gowalla_ours(args):
 
     torch.set_num_threads(args.threads)
     import recbole_ext  # noqa: F401
+    from recbole.utils import init_seed
+
     from recbole_ext.config import Config
     from recbole_ext.quick_start import build_model_and_trainer
     from recbole_ext.utils import create_dataset, data_preparation
@@ -70,6 +72,7 @@ def part_gowalla_ours(args):
     cfg = lightgcn_config("gowalla", {"eval_batch_size": n_items * 512, "gfcf_variant": "original"})
     t0 = time.perf_counter()
     config = Config(model="GFCF", dataset="gowalla", config_dict=cfg)
+    init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     t_load = time.perf_counter() - t0
@@ -194,7 +197,7 @@ COURSE_METRICS = [
 MODELS = [
     ("Pop", {}),
     ("GFCF", {"gfcf_variant": "original"}),
-    ("GFCF", {"gfcf_variant": "course"}),
+    ("GFCF", {"gfcf_variant": "course", "load_col": {"inter": ["user_id", "item_id", "rating"]}}),
     ("EASE", {}),
     ("ItemKNN", {}),
     ("LightGCN", {"epochs": 20}),
@@ -226,6 +229,8 @@ def part_small(args):
         base.update({k: v for k, v in lightgcn_config("lastfm").items() if k in ("data_path", "benchmark_filename", "load_col")})
         base["eval_step"] = 0  # no validation split in the LightGCN files: train the fixed epochs
     base.update(extra)
+    if args.dataset == "lastfm" and "load_col" in extra:
+        base["load_col"] = {"inter": ["user_id", "item_id", "weight"]}  # Last.fm values = play counts
     t0 = time.perf_counter()
     result = run_recbole(model, args.dataset, config_dict=base, saved=True)
     label = model + ("" if not extra.get("gfcf_variant") and not extra.get("tower_type") else

@@ -56,6 +56,7 @@ VARIANTS = {
         "gfcf_topk": None,
     },
 }
+DENSE_SVD_MAX_ENTRIES = 8_000_000  # exact SVD: below this many matrix entries use dense LAPACK, above ARPACK
 CHOICES = {"gfcf_svd": ("exact", "randomized"), "gfcf_degree": ("zero", "epsilon"), "gfcf_scoring": ("auto", "dense", "factored")}
 
 
@@ -144,6 +145,12 @@ def truncated_svd(norm, k, method="exact", seed=None):
             f"gfcf_k = {k} is too large: the train matrix has {n_users_real} users and {n_items_real} items with "
             f"interactions, so the {method} SVD allows at most k = {limit}. Lower gfcf_k"
         )
+    if method == "exact" and norm.shape[0] * norm.shape[1] <= DENSE_SVD_MAX_ENTRIES:
+        # small matrix: LAPACK on the dense matrix (same exact subspace, much faster than ARPACK for large k)
+        import scipy.linalg
+
+        _, _, vt = scipy.linalg.svd(norm.toarray(), full_matrices=False)
+        return np.ascontiguousarray(vt[:k].T)
     if method == "exact":
         from scipy.sparse.linalg import svds
 
@@ -204,7 +211,8 @@ class GFCF(GeneralRecommender):
         self.user_matrix = X.astype(np.float32)
         self.norm_matrix = norm.astype(np.float32)
         self.left_factors = (di_inv[:, None] * V).astype(np.float32)  # D_I^{-1/2} V
-        self.right_factors = (V * di_right[:, None]).T.astype(np.float32)  # Vᵀ D_I^{+1/2}  (k × n_items)
+        with np.errstate(invalid="ignore"):  # inf * 0 only with gfcf_zero_degree_quirk (G1)
+            self.right_factors = (V * di_right[:, None]).T.astype(np.float32)  # Vᵀ D_I^{+1/2}  (k × n_items)
         self.alpha = np.float64(alpha)
         n_items = X.shape[1]
         dense_mb = n_items * n_items * 4 / 2**20

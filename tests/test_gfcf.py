@@ -1,0 +1,210 @@
+"""GF-CF and TwoTower: closed form vs the dense formula, bad input, end-to-end ml-100k runs."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_ext.config import Config
+from recbole_ext.errors import ConfigError
+from recbole_ext.model.general_recommender.gfcf import GFCF, resolve_options
+from recbole_ext.quick_start import load_data_and_model, run_recbole
+from recbole_ext.utils import create_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_tiny(folder, seed=0, n_users=9, n_items=12):
+    """A random tiny explicit dataset (ratings 1..5); every user and item has >= 1 interaction."""
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < 0.35
+    dense[np.arange(n_users), np.arange(n_users) % n_items] = True
+    dense[np.arange(n_items) % n_users, np.arange(n_items)] = True
+    path = os.path.join(folder, "tiny")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "tiny.inter"), "w") as f:
+        f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
+        t = 0
+        for u, i in zip(*np.nonzero(dense)):
+            t += 1
+            f.write(f"u{u}\ti{i}\t{rng.integers(1, 6)}\t{t}\n")
+
+
+def tiny_model(run_dir, quiet_config, **keys):
+    write_tiny(str(run_dir))
+    cfg = dict(quiet_config, data_path=str(run_dir), metrics=["Recall"], valid_metric="Recall@10", **keys)
+    config = Config(model="GFCF", dataset="tiny", config_dict=cfg)
+    dataset = create_dataset(config)
+    return GFCF(config, dataset), dataset, config
+
+
+def dense_formula(X, k, alpha, degree, eps=1e-6):
+    """The GF-CF score matrix from its definition, dense numpy, full SVD."""
+    X = np.asarray(X, dtype=np.float64)
+    d_u, d_i = X.sum(1), X.sum(0)
+    with np.errstate(divide="ignore"):
+        if degree == "zero":
+            du = np.where(d_u > 0, d_u ** -0.5, 0.0)
+            di = np.where(d_i > 0, d_i ** -0.5, 0.0)
+        else:
+            du = 1.0 / np.sqrt(d_u) + eps
+            du[~np.isfinite(du)] = 0.0  # empty rows: no entries to scale
+            di = 1.0 / (np.sqrt(d_i) + eps)
+    R = du[:, None] * X * di[None, :]
+    _, _, vt = np.linalg.svd(R)
+    V = vt[:k].T
+    W = R.T @ R + alpha * (di[:, None] * V) @ (V.T * np.sqrt(d_i)[None, :])
+    return X @ W
+
+
+@pytest.mark.parametrize("scoring", ["dense", "factored"])
+def test_original_equals_dense_formula(run_dir, quiet_config, scoring):
+    model, dataset, _ = tiny_model(run_dir, quiet_config, gfcf_k=4, gfcf_scoring=scoring)
+    assert model.scoring == scoring
+    X = dataset.inter_matrix(form="csr").toarray()
+    X = (X > 0).astype(float)
+    expected = dense_formula(X, k=4, alpha=0.3, degree="zero")
+    got = model.score_users(np.arange(X.shape[0])).numpy()
+    assert np.all(np.isfinite(got))  # PAD item has zero degree: guarded (G1)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_course_equals_dense_formula(run_dir, quiet_config):
+    """Course: rating values, epsilon degrees, alpha 1; randomized SVD with full rank is exact."""
+    model, dataset, _ = tiny_model(
+        run_dir,
+        quiet_config,
+        gfcf_variant="course",
+        gfcf_k=8,
+        gfcf_scoring="factored",
+        load_col={"inter": ["user_id", "item_id", "rating"]},
+    )
+    X = dataset.inter_matrix(form="csr", value_field="rating").toarray()
+    assert X.max() > 1  # really value-weighted
+    expected = dense_formula(X, k=8, alpha=1.0, degree="epsilon")
+    got = model.score_users(np.arange(X.shape[0])).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_pruned_filter_keeps_topk_per_column(run_dir, quiet_config):
+    full, _, _ = tiny_model(run_dir, quiet_config, gfcf_k=4, gfcf_scoring="dense")
+    pruned, _, _ = tiny_model(run_dir, quiet_config, gfcf_k=4, gfcf_topk=3)
+    W, P = full.item_filter, pruned.item_filter.toarray()
+    assert np.all((P != 0).sum(axis=0) <= 3)
+    for j in range(W.shape[1]):
+        kept = np.sort(P[:, j][P[:, j] != 0])
+        if kept.size:
+            np.testing.assert_allclose(kept, np.sort(W[:, j])[-kept.size :], rtol=1e-5)
+    # with K = n_items nothing is pruned: scores equal the dense W
+    unpruned, _, _ = tiny_model(run_dir, quiet_config, gfcf_k=4, gfcf_topk=10_000)
+    users = np.arange(1, 6)
+    np.testing.assert_allclose(unpruned.score_users(users), full.score_users(users), rtol=1e-5, atol=1e-6)
+
+
+def test_zero_degree_quirk_option(run_dir, quiet_config):
+    model, _, _ = tiny_model(run_dir, quiet_config, gfcf_k=4, gfcf_zero_degree_quirk=True, gfcf_scoring="factored")
+    scores = model.score_users(np.arange(1, 4)).numpy()
+    assert np.isnan(scores[:, 0]).all()  # PAD item: 0 * inf, as in the original code (G1)
+    assert np.isfinite(scores[:, 1:]).all()
+
+
+def test_variant_presets_and_overrides():
+    opts = resolve_options({"gfcf_variant": "course", "gfcf_k": 7})
+    assert (opts["gfcf_k"], opts["gfcf_alpha"], opts["gfcf_svd"], opts["gfcf_degree"]) == (7, 1.0, "randomized", "epsilon")
+    assert resolve_options({})["gfcf_k"] == 256 and resolve_options({})["gfcf_alpha"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ({"gfcf_k": 50}, "gfcf_k = 50 is too large"),
+        ({"gfcf_alpha": -0.1}, "gfcf_alpha = -0.1 is invalid"),
+        ({"gfcf_variant": "paper"}, "gfcf_variant 'paper' is unknown"),
+        ({"gfcf_svd": "lanczos"}, "gfcf_svd 'lanczos' is invalid"),
+    ],
+)
+def test_bad_input(run_dir, quiet_config, keys, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_model(run_dir, quiet_config, **keys)
+
+
+def _run(model, run_dir, quiet_config, saved=True, **keys):
+    cfg = dict(quiet_config, metrics=["Recall", "NDCG"], topk=[10], valid_metric="NDCG@10", **keys)
+    return run_recbole(model, "ml-100k", config_dict=cfg, saved=saved)
+
+
+@pytest.fixture(scope="module")
+def pop_result(tmp_path_factory):
+    """RecBole's Pop on ml-100k (the baseline every end-to-end run must beat), computed once."""
+    folder = tmp_path_factory.mktemp("pop")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        quiet = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved", "log_wandb": False}
+        return _run("Pop", folder, quiet, results_dir=os.path.join("saved", "results"))["test_result"]
+    finally:
+        os.chdir(cwd)
+
+
+def test_ml100k_beats_pop(run_dir, quiet_config, pop_result):
+    pop = pop_result
+    original = _run("GFCF", run_dir, quiet_config, saved=False)["test_result"]
+    course = _run(
+        "GFCF", run_dir, quiet_config, gfcf_variant="course", load_col={"inter": ["user_id", "item_id", "rating"]}
+    )["test_result"]
+    for result in (original, course):
+        assert result["recall@10"] > pop["recall@10"] * 1.5
+        assert result["ndcg@10"] > pop["ndcg@10"] * 1.5
+
+
+def test_checkpoint_roundtrip(run_dir, quiet_config):
+    """The weights-only checkpoint restores the closed-form state (factored scoring) exactly."""
+    write_tiny(str(run_dir))
+    cfg = dict(quiet_config, data_path=str(run_dir), gfcf_k=3, gfcf_scoring="factored", metrics=["Recall"],
+               topk=[2], valid_metric="Recall@2")
+    result = run_recbole("GFCF", "tiny", config_dict=cfg)
+    config, model, _, train_data, _, test_data = load_data_and_model(result["checkpoint"])
+    batch = next(iter(test_data))[0]
+    fresh = GFCF(config, train_data._dataset)
+    assert model.scoring == "factored"
+    np.testing.assert_allclose(model.full_sort_predict(batch).numpy(), fresh.full_sort_predict(batch).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("tower_type", ["concat", "product"])
+def test_twotower_ml100k_beats_pop(run_dir, quiet_config, pop_result, tower_type):
+    torch.set_num_threads(1)
+    pop = pop_result
+    result = _run("TwoTower", run_dir, quiet_config, tower_type=tower_type, epochs=2)["test_result"]
+    assert result["recall@10"] > pop["recall@10"]
+    assert result["ndcg@10"] > pop["ndcg@10"]
+
+
+def test_twotower_bad_type(run_dir, quiet_config):
+    from recbole_ext.model.general_recommender.twotower import TwoTower
+
+    write_tiny(str(run_dir))
+    cfg = dict(quiet_config, data_path=str(run_dir), tower_type="sum", metrics=["Recall"], valid_metric="Recall@10")
+    config = Config(model="TwoTower", dataset="tiny", config_dict=cfg)
+    with pytest.raises(ConfigError, match="tower_type 'sum' is unknown"):
+        TwoTower(config, create_dataset(config))
+
+
+def test_twotower_full_sort_matches_predict(run_dir, quiet_config):
+    """full_sort_predict (vectorised over items) agrees with pairwise predict."""
+    from recbole.data.interaction import Interaction
+
+    from recbole_ext.model.general_recommender.twotower import TwoTower
+
+    write_tiny(str(run_dir))
+    for tower_type in ("concat", "product"):
+        cfg = dict(quiet_config, data_path=str(run_dir), tower_type=tower_type, metrics=["Recall"], valid_metric="Recall@10")
+        config = Config(model="TwoTower", dataset="tiny", config_dict=cfg)
+        dataset = create_dataset(config)
+        model = TwoTower(config, dataset).eval()
+        users = torch.tensor([1, 2, 3])
+        full = model.full_sort_predict(Interaction({"user_id": users})).view(3, -1)
+        items = torch.arange(model.n_items)
+        pairs = Interaction({"user_id": users.repeat_interleave(model.n_items), "item_id": items.repeat(3)})
+        with torch.no_grad():
+            torch.testing.assert_close(full, model.predict(pairs).view(3, -1))
