@@ -108,6 +108,17 @@ def test_padding_never_changes_interests(dataset, name):
             torch.testing.assert_close(trimmed[0], both[0])
 
 
+def test_comirec_packed_path_equals_dense_path(dataset):
+    model, _ = build("REMI", dataset)
+    inter = batch(model, [[3, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 10, 11, 12], [20]])  # < 75% real: packed path
+    seq, lens = inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN]
+    packed, a_packed = model.extract_interests(seq, lens)
+    full = torch.cat([seq, torch.arange(1, 13).repeat(6, 1)])  # mostly real positions: dense path
+    dense, a_dense = model.extract_interests(full, torch.full((9,), 12))
+    torch.testing.assert_close(packed, dense[:3])
+    torch.testing.assert_close(a_packed, a_dense[:3])
+
+
 def test_comirec_attention_by_hand(dataset):
     model, _ = build("ComiRec", dataset)
     inter = batch(model, [[3, 4, 5]])
@@ -307,3 +318,27 @@ def test_full_sort_is_max_over_interests_and_masks_window(dataset, name):
         torch.testing.assert_close(zero[0, 6:], expected[0, 6:])
         model.history_mask = "window_neg_inf"
         assert bool(torch.isinf(model.full_sort_predict(inter)[1, [4, 5, 6, 7, 8, 9]]).all())
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+def test_train_sampler_is_uniform_over_users_then_positions():
+    from recbole_ext.data.utils import data_preparation
+
+    config = Config("BaM_REMI", "ml-100k", config_dict={**SMALL, "iters_per_epoch": 40, "train_batch_size": 512})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    assert len(train) == 40
+    users = torch.cat([inter[config["USER_ID_FIELD"]] for inter in train])
+    assert users.numel() == 40 * 512
+    rows = torch.bincount(train._dataset.inter_feat[config["USER_ID_FIELD"]])
+    drawn = torch.bincount(users, minlength=rows.numel()).double()
+    active = rows > 0
+    heavy = active & (rows >= rows[active].double().quantile(0.9))
+    light = active & (rows <= rows[active].double().quantile(0.5))
+    # uniform over users: heavy and light users are drawn about equally often (interaction-uniform: ~10x)
+    ratio = float(drawn[heavy].mean() / drawn[light].mean())
+    assert 0.8 < ratio < 1.25
+    assert float(rows[heavy].double().mean() / rows[light].double().mean()) > 5
+    # the other mode is RecBole's loader: every row once per epoch
+    config = Config("BaM_REMI", "ml-100k", config_dict={**SMALL, "train_sampler": "interaction", "train_batch_size": 512})
+    train, _, _ = data_preparation(config, create_dataset(config))
+    assert sum(len(inter) for inter in train) == len(train._dataset)

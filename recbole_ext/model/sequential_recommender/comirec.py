@@ -29,11 +29,23 @@ class ComiRec(MultiInterestRecommender):
         self.reset_parameters()
 
     def extract_interests(self, item_seq, item_seq_len):
-        mask = (item_seq != 0).to(self.item_embedding.weight.dtype)  # [B, L]
+        valid = item_seq != 0  # [B, L]
+        mask = valid.to(self.item_embedding.weight.dtype)
         emb = self.item_embedding(item_seq) * mask.unsqueeze(-1)  # [B, L, d]
-        hidden = emb + self.position_embedding[:, : item_seq.shape[1]] if self.add_pos else emb
-        attention = self.linear2(self.linear1(hidden)).transpose(1, 2)  # [B, K, L]
-        attention = attention.masked_fill(mask.unsqueeze(1) == 0, -(2.0**32) + 1)
+        length = item_seq.shape[1]
+        pos = self.position_embedding[0, :length] if self.add_pos else None
+        if float(mask.mean()) < 0.75:
+            # attention logits only at real positions (padded ones are overwritten below anyway):
+            # identical values, less work for short histories
+            rows, cols = valid.nonzero(as_tuple=True)
+            hidden = emb[rows, cols] + pos[cols] if pos is not None else emb[rows, cols]
+            logits = self.linear2(self.linear1(hidden))  # [n_valid, K]
+            attention = logits.new_full((item_seq.shape[0], length, self.interest_num), -(2.0**32) + 1)
+            attention = attention.index_put((rows, cols), logits).transpose(1, 2)  # [B, K, L]
+        else:
+            hidden = emb + pos if pos is not None else emb
+            attention = self.linear2(self.linear1(hidden)).transpose(1, 2)  # [B, K, L]
+            attention = attention.masked_fill(~valid.unsqueeze(1), -(2.0**32) + 1)
         attention = torch.softmax(attention, dim=-1)
         interests = attention @ emb  # [B, K, d]
         return interests, attention

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 
+from recbole_ext.data.bam_loader import BaMTrainDataLoader
 from recbole_ext.errors import ConfigError
 
 SELECTIONS = ("hard", "p", "l")
@@ -74,6 +75,7 @@ class MultiInterestRecommender(SequentialRecommender):
     """Base class: embeddings, selection, sampled-softmax + multi-interest loss, max-over-interest scoring."""
 
     trainer_name = "BaM"
+    train_loader = BaMTrainDataLoader  # train_sampler: user (original) | interaction (RecBole's)
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
