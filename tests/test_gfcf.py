@@ -229,3 +229,20 @@ def test_twotower_full_sort_matches_predict(run_dir, quiet_config):
         pairs = Interaction({"user_id": users.repeat_interleave(model.n_items), "item_id": items.repeat(3)})
         with torch.no_grad():
             torch.testing.assert_close(full, model.predict(pairs).view(3, -1))
+
+
+@pytest.mark.slow
+def test_gowalla_reproduces_published(run_dir, quiet_config):
+    """GF-CF original on the LightGCN Gowalla split: recall@20 0.1849, ndcg@20 0.1518 (Shen et al. 2021, Table 3).
+    Several minutes on 2 CPU cores; run with ``pytest -m slow tests/test_gfcf.py``."""
+    from recbole_ext.data.lightgcn_converter import convert
+
+    src = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "gowalla")
+    if not os.path.exists(os.path.join(src, "train.txt")):
+        pytest.skip("Gowalla split not available")
+    info = convert(os.path.join(src, "train.txt"), os.path.join(src, "test.txt"), str(run_dir / "data"), "gowalla")
+    cfg = dict(quiet_config, data_path=info["data_path"], benchmark_filename=info["benchmark_filename"],
+               metrics=["Recall", "NDCG"], topk=[20], valid_metric="NDCG@20", eval_batch_size=40982 * 256)
+    result = run_recbole("GFCF", "gowalla", config_dict=cfg, saved=False)["test_result"]
+    assert round(result["recall@20"], 4) == 0.1849
+    assert round(result["ndcg@20"], 4) == 0.1518
