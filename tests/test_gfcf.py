@@ -68,6 +68,12 @@ def test_original_equals_dense_formula(run_dir, quiet_config, scoring):
     got = model.score_users(np.arange(X.shape[0])).numpy()
     assert np.all(np.isfinite(got))  # PAD item has zero degree: guarded (G1)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # point-wise predict (sampled evaluation) reads the same scores
+    from recbole.data.interaction import Interaction
+
+    users, items = np.array([1, 3, 3, 5]), np.array([2, 0, 7, 11])
+    pairs = Interaction({"user_id": torch.from_numpy(users), "item_id": torch.from_numpy(items)})
+    np.testing.assert_allclose(model.predict(pairs).numpy(), expected[users, items], rtol=1e-4, atol=1e-5)
 
 
 def test_course_equals_dense_formula(run_dir, quiet_config):
