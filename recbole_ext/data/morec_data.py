@@ -256,7 +256,7 @@ def convert_morec_csv(src_dir, out_dir, dataset_name, meta_file="item_meta_morec
 
 
 def prepare_ml100k(out_dir, dataset_name="ml-100k-morec", seed=2022, n_align_groups=10, min_rating=3,
-                   core=10, price_range=(20.0, 100.0), faithful_bins=True, n_fair_groups=10):
+                   core=10, price_range=(20.0, 100.0), faithful_bins=True, n_fair_groups=10, max_users=None):
     """Write an ml-100k variant for MoRec under ``out_dir/dataset_name``.
 
     Ratings >= ``min_rating``, iterated ``core``-core filter on users and items; timestamps are
@@ -277,6 +277,8 @@ def prepare_ml100k(out_dir, dataset_name="ml-100k-morec", seed=2022, n_align_gro
     item = pd.read_csv(os.path.join(src, "ml-100k.item"), sep="\t")
     item.columns = [c.split(":")[0] for c in item.columns]
     inter = inter[inter["rating"] >= min_rating].drop_duplicates(["user_id", "item_id"], keep="last")
+    if max_users:  # small variant for fast tests: the first max_users user ids
+        inter = inter[inter["user_id"].isin(np.sort(inter["user_id"].unique())[:max_users])]
     while True:
         users = inter["user_id"].map(inter["user_id"].value_counts())
         items = inter["item_id"].map(inter["item_id"].value_counts())

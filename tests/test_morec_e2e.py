@@ -1,0 +1,144 @@
+"""MoRec end to end on ml-100k (prepared with synthetic prices): pretrain BPR with the normal trainer
+through run_recbole.py, post-train with ``--trainer=MoRec``, check pop-kl drops; bad input errors."""
+
+import glob
+import importlib.util
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+from recbole_ext.config import Config
+from recbole_ext.data import morec_data
+from recbole_ext.errors import CheckpointError, ConfigError, DatasetError
+from recbole_ext.quick_start import build_model_and_trainer
+from recbole_ext.trainer.morec import MoRecTrainer
+from recbole_ext.utils import create_dataset, data_preparation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+YAML = os.path.join(ROOT, "properties", "morec_ml-100k.yaml")
+QUIET = ["--show_progress=False", "--state=WARNING", "--log_wandb=False", "--checkpoint_dir=saved",
+         "--results_dir=saved/results", "--config_files=" + YAML]
+FAST = ["--train_batch_size=2048", "--eval_batch_size=8192"]
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location("run_recbole_cli", os.path.join(ROOT, "run_recbole.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def _latest(pattern):
+    return max(glob.glob(pattern), key=os.path.getmtime)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("morec")
+    old = os.getcwd()
+    os.chdir(path)
+    morec_data.prepare_ml100k("dataset")
+    main = _cli()
+    # pretrain with RecBole's normal trainer
+    assert main(["--model=BPR", "--dataset=ml-100k-morec", "--epochs=5",
+                 "--eval_step=5"] + QUIET + FAST) == 0
+    pre = json.load(open(_latest("saved/results/BPR-*.json")))
+    yield types.SimpleNamespace(path=path, main=main, pretrained=pre, ckpt=pre["checkpoint"])
+    os.chdir(old)
+
+
+def test_morec_pid_lowers_popkl_via_cli(workdir):
+    before = set(glob.glob("saved/results/*.json"))
+    assert workdir.main(["--model=BPR", "--dataset=ml-100k-morec", "--trainer=MoRec", "--epochs=2",
+                         f"--pretrained_model_file={workdir.ckpt}"] + QUIET + FAST) == 0
+    new = [p for p in set(glob.glob("saved/results/*.json")) - before if "trajectory" not in p]
+    result = json.load(open(new[0]))
+    pre = workdir.pretrained["test_result"]
+    assert result["config"]["trainer"] == "MoRec"
+    assert result["test_result"]["popkl@10"] < pre["popkl@10"]
+    # accuracy kept within reason, and well above a random ranking (10 / ~1000 items)
+    assert result["test_result"]["hit@10"] > 0.5 * pre["hit@10"] > 0.05
+    trajectory = json.load(open(_latest("saved/results/MoRec-BPR-*-trajectory.json")))
+    epochs = trajectory["epochs"]
+    assert [e["epoch"] for e in epochs] == [-1, 0, 1]
+    assert epochs[0]["valid"]["popkl@10"] == pytest.approx(workdir.pretrained["best_valid_result"]["popkl@10"])
+    for e in epochs:
+        for o, w in e["sampling_weights"].items():
+            assert sum(w) == pytest.approx(1.0, abs=1e-6) and w[0] == 0
+    # revenue weights never move; alignment weights do
+    assert epochs[2]["sampling_weights"]["revenue"] == epochs[0]["sampling_weights"]["revenue"]
+    assert epochs[2]["sampling_weights"]["alignment"] != epochs[0]["sampling_weights"]["alignment"]
+    assert 0.6 <= epochs[1]["beta_mean"] <= 1.3
+    assert os.path.getsize(_latest("saved/results/MoRec-BPR-*-trajectory.png")) > 1000
+
+
+@pytest.fixture(scope="module")
+def built(workdir):
+    config = Config("BPR", "ml-100k-morec", [YAML], {"show_progress": False, "state": "WARNING",
+                                                     "train_batch_size": 2048})
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    model, _ = build_model_and_trainer(config, train)
+    return types.SimpleNamespace(config=config, dataset=dataset, train=train, valid=valid, model=model)
+
+
+def _config(workdir, **extra):
+    base = {"show_progress": False, "state": "WARNING", "trainer": "MoRec",
+            "pretrained_model_file": workdir.ckpt, "train_batch_size": 2048}
+    base.update(extra)
+    return Config("BPR", "ml-100k-morec", [YAML], base)
+
+
+@pytest.mark.parametrize(
+    "extra,error,match",
+    [
+        ({"morec_objective_weights": "[0.5,0.5]"}, ConfigError, "has 2 entries but needs 3"),
+        ({"morec_objective_controller": "Static"}, ConfigError, "accuracy weight"),
+        ({"morec_objectives": ["fairness", "diversity"]}, ConfigError, "unknown or repeated"),
+        ({"morec_objective_controller": "PD"}, ConfigError, "PID' or 'Static"),
+        ({"morec_ngroup": [10, 10, -1]}, ConfigError, "M7"),
+        ({"morec_ngroup": -1}, ConfigError, "M12"),
+        ({"pretrained_model_file": None}, CheckpointError, "no pretrained checkpoint"),
+    ],
+)
+def test_bad_config(workdir, built, extra, error, match):
+    with pytest.raises(error, match=match):
+        MoRecTrainer(_config(workdir, **extra), built.model)
+
+
+def test_missing_item_field_and_bad_distributions(workdir, built):
+    trainer = MoRecTrainer(_config(workdir, morec_fair_field="category"), built.model)
+    with pytest.raises(DatasetError, match="no such column"):
+        trainer._setup(built.train, built.valid)
+    ds = built.train._dataset
+    with pytest.raises(DatasetError, match="sum to 1"):
+        morec_data.expected_align_distribution(ds, {"morec_align_dist": [0.2] * 10})
+    with pytest.raises(DatasetError, match="one proportion for each alignment group 1..10"):
+        morec_data.expected_align_distribution(ds, {"morec_align_dist": [0.25] * 4})
+    path = os.path.join(workdir.path, "dist0.csv")
+    with open(path, "w") as f:
+        f.write("group_id,proportion\n" + "".join(f"{g},0.1\n" for g in range(10)))
+    with pytest.raises(DatasetError, match="0-based ids"):
+        morec_data.expected_align_distribution(ds, {"morec_align_dist": path})
+    dist = morec_data.expected_align_distribution(ds, {"morec_align_dist": path, "morec_align_dist_zero_based": True})
+    assert dist.tolist() == pytest.approx([0] + [0.1] * 10)
+    # default: training interaction share of each popularity bin, most popular bin largest
+    default = morec_data.expected_align_distribution(ds, {})
+    assert default.sum() == pytest.approx(1.0) and default[0] == 0 and int(default.argmax()) == 1
+
+
+def test_group_without_items_is_an_error():
+    item_feat = Interaction({"item_id": torch.arange(4), "fair_group": torch.tensor([0.0, 1, 3, 3])})
+    fake = types.SimpleNamespace(item_feat=item_feat, dataset_name="fake", iid_field="item_id")
+    with pytest.raises(DatasetError, match=r"groups \[2\] have no items"):
+        morec_data.item_groups(fake, {}, "fair")
+    item_feat = Interaction({"item_id": torch.arange(3), "fair_group": torch.tensor([0.0, 1, 0])})
+    fake = types.SimpleNamespace(item_feat=item_feat, dataset_name="fake", iid_field="item_id",
+                                 id2token=lambda field, ids: np.asarray(ids).astype(str))
+    with pytest.raises(DatasetError, match="no 'fair_group' group"):
+        morec_data.item_groups(fake, {}, "fair")
