@@ -259,13 +259,15 @@ class MultiInterestRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         interests = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN])
-        b, k, d = interests.shape
-        scores = (interests.reshape(b * k, d) @ self.item_embedding.weight.t()).view(b, k, -1)
-        scores = scores.amax(dim=1)
+        weight_t = self.item_embedding.weight.t()
+        # running max over the K interests: [B, N] memory instead of [B, K, N]
+        scores = interests[:, 0] @ weight_t
+        for k in range(1, interests.shape[1]):
+            torch.maximum(scores, interests[:, k] @ weight_t, out=scores)
         if self.history_mask != "none":
             # quirk Q6: items of the input window (and PAD if padded) get 0 (faithful) or -inf
             value = 0.0 if self.history_mask == "window_zero" else float("-inf")
-            scores = scores.scatter(1, item_seq, value)
+            scores.scatter_(1, item_seq, value)
         return scores
 
     # ------------------------------------------------------------------------------------------
