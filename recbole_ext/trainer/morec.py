@@ -344,7 +344,7 @@ class MoRecTrainer(Trainer):
             "epoch": epoch_idx,
             "beta_mean": float(np.mean(betas)),
             "beta_last": float(betas[-1]),
-            "sampling_weights": {o: [round(float(w), 6) for w in self.sampler.weights[o]] for o in self.objectives},
+            "sampling_weights": {o: [float(w) for w in self.sampler.weights[o]] for o in self.objectives},
             "objective_losses": {name: float(v) / batches.shape[0]
                                  for name, v in zip(self.objectives + ["accuracy"], part_sums)},
             "train_loss": total_loss,
@@ -376,7 +376,7 @@ class MoRecTrainer(Trainer):
         self._train_collected = True
         pretrained = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
         self.morec_history = [{"epoch": -1, "beta_mean": None, "sampling_weights": {
-            o: [round(float(w), 6) for w in self.sampler.weights[o]] for o in self.objectives},
+            o: [float(w) for w in self.sampler.weights[o]] for o in self.objectives},
             "valid": {k: float(v) for k, v in pretrained.items()}}]
         self.logger.info(set_color("MoRec: pretrained model valid", "green") + f": {pretrained}")
         self._last_valid = None
