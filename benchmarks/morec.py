@@ -7,7 +7,7 @@ align group = 10 popularity bins).
 3. test metrics @10 of every model and training seconds per epoch; writes the "MoRec" section of
    BENCHMARKS.md.
 
-    python benchmarks/morec.py [--pretrain-epochs 50] [--epochs 10] [--threads 1]
+    python benchmarks/morec.py [--pretrain-epochs 40] [--epochs 10] [--batch-size 2048] [--threads 1]
 """
 
 import argparse
@@ -61,10 +61,10 @@ def run(extra, pretrained=None):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pretrain-epochs", type=int, default=50)
+    parser.add_argument("--pretrain-epochs", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=2048)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="morec-bench-")

@@ -175,3 +175,26 @@ def test_sequential_sasrec_through_morec(workdir):
 def test_sequential_sasrec_full_ml100k_lowers_popkl(workdir):
     pre, post, _ = _sasrec_flow(workdir.main, "ml-100k-morec", 3, 2)
     assert post["test_result"]["popkl@10"] < pre["test_result"]["popkl@10"]
+
+
+def test_trainer_internals_negatives_and_fairness_norm(workdir, built):
+    trainer = MoRecTrainer(_config(workdir, morec_neg_num=3), built.model)
+    trainer._setup(built.train, built.valid)
+    users = trainer.train_inter[trainer.uid][:500]
+    items = trainer.train_inter[trainer.iid][:500]
+    negs = trainer._sample_negatives(users, items, 3)
+    keys = users.long().unsqueeze(1) * trainer.n_items + negs
+    assert not torch.isin(keys[negs > 0], trainer.history_keys).any()
+    assert (negs != items.unsqueeze(1)).all()
+    # M1: group score = sum of the group's losses / |V|; option 'group' divides by |V_g|
+    trainer.generator.manual_seed(0)
+    total = trainer._fairness_losses()
+    trainer.fair_norm = "group"
+    trainer.generator.manual_seed(0)
+    group = trainer._fairness_losses()
+    groups = trainer.item2group["fairness"][trainer.valid_inter[trainer.iid].long()]
+    counts = torch.bincount(groups, minlength=len(total)).numpy()
+    ok = counts > 0
+    ok[0] = False
+    assert np.allclose(total[ok] * len(trainer.valid_inter) / counts[ok], group[ok])
+    assert np.isneginf(total[0]) and np.isneginf(total[~ok]).all()
