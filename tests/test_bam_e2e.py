@@ -74,7 +74,7 @@ def test_bam_remi_beats_pop_on_ml100k(run_dir, quiet_config):
 @pytest.mark.parametrize("model", ["MIND", "ComiRec", "REMI"])
 def test_backbone_by_selection_grid_runs(run_dir, quiet_config, model):
     tiny = {**quiet_config, **FAST, "epochs": 1, "embedding_size": 16, "linear_size": 8,
-            "train_batch_size": 4096, "sampled_n": 64, "MAX_ITEM_LIST_LENGTH": 10, "iters_per_epoch": 24}
+            "train_batch_size": 2048, "sampled_n": 64, "MAX_ITEM_LIST_LENGTH": 10, "iters_per_epoch": 6}
     for selection in ("hard", "p", "l"):
         result = run_recbole(model, "ml-100k", config_file_list=[PROPS],
                              config_dict={**tiny, "selection": selection}, saved=False)
@@ -84,8 +84,8 @@ def test_backbone_by_selection_grid_runs(run_dir, quiet_config, model):
 
 def test_run_recbole_cli_bam_remi(run_dir):
     cmd = [sys.executable, os.path.join(ROOT, "run_recbole.py"), "--model=BaM_REMI", "--dataset=ml-100k",
-           f"--config_files={PROPS}", "--epochs=1", "--selection=l", "--T=0.5", "--train_batch_size=4096",
-           "--sampled_n=64", "--MAX_ITEM_LIST_LENGTH=10", "--iters_per_epoch=24", "--show_progress=False", "--state=WARNING",
+           f"--config_files={PROPS}", "--epochs=1", "--selection=l", "--T=0.5", "--train_batch_size=2048",
+           "--sampled_n=64", "--MAX_ITEM_LIST_LENGTH=10", "--iters_per_epoch=6", "--show_progress=False", "--state=WARNING",
            "--results_dir=saved/results"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

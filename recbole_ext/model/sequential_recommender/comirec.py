@@ -13,7 +13,10 @@ from recbole_ext.model.sequential_recommender.multi_interest import MultiInteres
 
 
 class ComiRec(MultiInterestRecommender):
-    """ComiRec-SA: ``A = softmax_L(W2 tanh(W1 (E + P)))``, interests ``M = A E`` (``[B, K, d]``).
+    """ComiRec-SA (Cen et al., "Controllable Multi-Interest Framework for Recommendation", KDD 2020),
+    trained with BaM's scheme (Lee, Yun, Kang, IEEE BigData 2024).
+
+    ``A = softmax_L(W2 tanh(W1 (E + P)))``, interests ``M = A E`` (``[B, K, d]``).
 
     The positional parameter P (``add_pos``) enters only the attention, not the value vectors;
     padded positions get ``-2^32 + 1`` before the softmax over the sequence.

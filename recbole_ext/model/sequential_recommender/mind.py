@@ -22,7 +22,10 @@ def squash(z):
 
 
 class MIND(MultiInterestRecommender):
-    """Dynamic routing: one shared bilinear map S, ``routing_iters`` (3) iterations, K capsules.
+    """MIND (Li et al., "Multi-Interest Network with Dynamic Routing for Recommendation at Tmall",
+    CIKM 2019), as used by BaM (Lee, Yun, Kang, IEEE BigData 2024).
+
+    Dynamic routing: one shared bilinear map S, ``routing_iters`` (3) iterations, K capsules.
 
     Routing logits start from N(0, 1), drawn afresh on every forward pass, evaluation included
     (quirk Q2, faithful default ``routing_init: random``). ``routing_init: fixed_eval`` draws them

@@ -72,7 +72,9 @@ def multi_interest_scores(interests, item_emb, shared=False):
 
 
 class MultiInterestRecommender(SequentialRecommender):
-    """Base class: embeddings, selection, sampled-softmax + multi-interest loss, max-over-interest scoring."""
+    """Base of the multi-interest models trained with BaM (Lee, Yun, Kang, "Towards True Multi-interest
+    Recommendation: Enhanced Scheme for Balanced Interest Training", IEEE BigData 2024): embeddings,
+    selection, sampled-softmax + multi-interest loss, max-over-interest scoring."""
 
     trainer_name = "BaM"
     train_loader = BaMTrainDataLoader  # train_sampler: user (original) | interaction (RecBole's)

@@ -10,6 +10,7 @@ from recbole_ext.model.sequential_recommender.comirec import ComiRec
 
 
 class REMI(ComiRec):
-    """The ComiRec-SA network with REMI's loss settings: ``rbeta`` (IHN, default 0.01) reweights the
+    """REMI (Xie et al., "Rethinking Multi-Interest Learning for Candidate Matching in Recommender
+    Systems", RecSys 2023), as BaM's backbone. The ComiRec-SA network with REMI's loss settings: ``rbeta`` (IHN, default 0.01) reweights the
     sampled negatives; ``rlambda`` (RR, default 100) regularises the attention, applied only with
     ``selection: hard`` as in BaM's code (``rr_hard_only: True``; set False to keep it for p / l)."""
