@@ -62,8 +62,8 @@ def ml100k_runs():
                                                           "l_grad": "straight_through"}))
     runs.append(("REMI p ML=on row negatives", "REMI", {"selection": "p", "multi_loss": True,
                                                        "neg_sample_mode": "row"}))
-    runs.append(("SASRec (single interest)", "SASRec", {}))
-    runs.append(("GRU4Rec (single interest)", "GRU4Rec", {}))
+    runs.append(("SASRec (single interest)", "SASRec", {"train_neg_sample_args": None}))
+    runs.append(("GRU4Rec (single interest)", "GRU4Rec", {"train_neg_sample_args": None}))
     runs.append(("Pop", "Pop", {}))
     return runs
 
