@@ -139,13 +139,26 @@ def cp_points(trainer, test_data, lambdas, m=100):
     return rows
 
 
-def train_backbone(model_name, workdir, extra):
+def train_backbone(model_name, workdir, extra, checkpoint=None, timing=None):
     config = Config(model_name, "ml-100k", [BACKBONE_YAML], dict(quiet(workdir), **extra))
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     model, trainer = build_model_and_trainer(config, train_data)
+    if checkpoint:  # re-use a backbone trained by an earlier run of this script (same settings)
+        from recbole_ext import checkpoint as ckpt
+
+        saved = ckpt.load_checkpoint(checkpoint)
+        ckpt.restore_model(model, saved)
+        trainer.collect_train_data(train_data)
+        trainer.saved_model_file = checkpoint
+        result = trainer.evaluate(test_data, load_best_model=False)
+        epochs, s_per_epoch = timing if timing else (None, float("nan"))
+        return {
+            "config": config, "data": (train_data, valid_data, test_data), "trainer": trainer, "result": dict(result),
+            "checkpoint": checkpoint, "epochs": epochs, "s_per_epoch": s_per_epoch, "epochs_attr": None,
+        }
     start = time.perf_counter()
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     seconds = time.perf_counter() - start
@@ -231,13 +244,17 @@ def main(argv=None):
     parser.add_argument("--workdir", default=os.path.join(ROOT, "saved", "bench_calitune"))
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "calitune_tradeoff.png"))
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--backbone-checkpoint", default=None, help="re-use a BPR backbone from an earlier run")
+    parser.add_argument("--backbone-timing", type=float, nargs=2, default=None,
+                        metavar=("EPOCHS", "S_PER_EPOCH"), help="measured epochs and s/epoch of that earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     os.makedirs(args.workdir, exist_ok=True)
     os.chdir(args.workdir)
 
     t0 = time.perf_counter()
-    bb = train_backbone("BPR", args.workdir, {"epochs": args.backbone_epochs})
+    bb = train_backbone("BPR", args.workdir, {"epochs": args.backbone_epochs}, args.backbone_checkpoint,
+                        tuple(args.backbone_timing) if args.backbone_timing else None)
     base_row = point("BPR backbone", bb["result"], lam=0.0, epochs=bb["epochs"], s_per_epoch=bb["s_per_epoch"])
     print(json.dumps(base_row), flush=True)
     trainer, (train_data, valid_data, test_data) = bb["trainer"], bb["data"]
@@ -292,7 +309,8 @@ def main(argv=None):
         f"StepLR(20, 0.9), patience 25, max {args.calitune_epochs} epochs, test metrics of the **last saved snapshot** "
         "(no test-set oracle pick). 1 torch thread on a shared 2-core machine.",
         "",
-        f"Backbone: {bb['epochs']} epochs, {bb['s_per_epoch']:.2f} s/epoch (train + validation).",
+        f"Backbone: {bb['epochs']} epochs, {bb['s_per_epoch']:.2f} s/epoch (train + validation)"
+        + (" — trained by an earlier run of this script (`--backbone-checkpoint`), timing from that run." if args.backbone_checkpoint else "."),
         "",
         "### Backbone and CP (m = 100) vs the spec's reference numbers (§11.2)",
         markdown_table(ref_rows, ["λ", "NDCG@10", "ref NDCG@10", "Δ NDCG", "JSD@10", "ref JSD@10", "Δ JSD"]),
