@@ -24,7 +24,6 @@ classes) and whose ``.user`` file carries ``source_seq`` (token_seq of the backb
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
