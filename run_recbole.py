@@ -4,6 +4,15 @@
 
 Every other ``--key=value`` flag is configuration, exactly as with RecBole's own script. Prints
 RecBole's best-valid / test lines and writes a JSON summary under ``saved/results/``.
+
+Multi-process training (torch.distributed DDP), RecBole's flags:
+
+    python run_recbole.py --model=BPR --dataset=ml-100k --nproc=2            # one machine
+    python run_recbole.py ... --nproc=2 --world_size=4 --ip=HOST0 --port=29500 --group_offset=0  # machine 0
+    python run_recbole.py ... --nproc=2 --world_size=4 --ip=HOST0 --port=29500 --group_offset=2  # machine 1
+
+``--dist_backend=gloo|nccl`` picks the backend (default NCCL on CUDA, Gloo on CPU). On one machine
+without ``--port`` a free local port is chosen. See docs/distributed.md.
 """
 
 import argparse
@@ -15,7 +24,52 @@ def parse_args(argv):
     parser.add_argument("--model", "-m", type=str, default=None, help="model name (recbole_ext or RecBole)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
+    parser.add_argument("--nproc", type=int, default=1, help="processes to start on this machine")
+    parser.add_argument("--ip", type=str, default="localhost", help="address of the rank-0 machine")
+    parser.add_argument("--port", type=str, default=None, help="port of the rank-0 machine (free one if unset)")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
+    parser.add_argument("--group_offset", type=int, default=0, help="global rank of this machine's first process")
     return parser.parse_known_args(argv)
+
+
+def free_port():
+    """A TCP port that is free on this machine now (for a single-machine launch)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def run_distributed(args, config_files, rest):
+    """Spawn ``args.nproc`` processes (RecBole's run_recbole.py pattern); return rank 0's result or None."""
+    import torch.multiprocessing as mp
+
+    from recbole_ext.errors import ConfigError
+    from recbole_ext.quick_start import run_recboles
+
+    world_size = args.world_size if args.world_size > 0 else args.nproc
+    if args.nproc < 1 or world_size < args.nproc + args.group_offset:
+        raise ConfigError(
+            f"--nproc={args.nproc} --group_offset={args.group_offset} do not fit in --world_size={world_size}"
+        )
+    port = args.port
+    if port is None:
+        if world_size != args.nproc:
+            raise ConfigError("a multi-machine run (--world_size > --nproc) needs the same --port on every machine")
+        port = free_port()
+    config_dict = {
+        "world_size": world_size,
+        "ip": args.ip,
+        "port": port,
+        "nproc": args.nproc,
+        "offset": args.group_offset,
+    }
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    kwargs = {"config_dict": config_dict, "queue": queue, "cmd_args": rest}
+    mp.spawn(run_recboles, args=(args.model, args.dataset, config_files, kwargs), nprocs=args.nproc, join=True)
+    return None if queue.empty() else queue.get()
 
 
 def main(argv=None):
@@ -31,9 +85,14 @@ def main(argv=None):
 
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     try:
-        result = run_recbole(
-            model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=rest
-        )
+        if args.nproc == 1 and args.world_size <= 0:
+            result = run_recbole(
+                model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=rest
+            )
+        else:
+            result = run_distributed(args, config_files, rest)
+            if result is None:  # not this machine's rank 0: it prints nothing
+                return 0
     except (RecBoleExtError, FileNotFoundError, NotImplementedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -48,7 +107,11 @@ def format_result_table(result):
     test = result["test_result"] or {}
     names = list(test) or list(valid)
     width = max([len(n) for n in names] + [6])
-    lines = [f"{result['model']} on {result['dataset']}  (train {result['train_seconds']:.1f}s, eval {result['eval_seconds']:.1f}s)"]
+    procs = f", {result['world_size']} processes ({result['dist_backend']})" if result.get("world_size") else ""
+    lines = [
+        f"{result['model']} on {result['dataset']}  (train {result['train_seconds']:.1f}s, "
+        f"eval {result['eval_seconds']:.1f}s{procs})"
+    ]
     lines.append(f"{'metric':<{width}}  {'valid':>8}  {'test':>8}")
     for name in names:
         v = valid.get(name)

@@ -179,7 +179,11 @@ def build_state(trainer, epoch):
             "trainer": type(trainer).__name__,
         },
         "config": plain_config(config),
-        "external_config": plain_config(getattr(config, "external_config_dict", {})),
+        # without the per-process launch keys (local_rank, world_size, ...): a checkpoint written by a
+        # multi-process run reloads in a single process
+        "external_config": plain_config(
+            {k: v for k, v in getattr(config, "external_config_dict", {}).items() if k not in _launch_keys()}
+        ),
         "epoch": int(epoch),
         "cur_step": int(trainer.cur_step),
         "best_valid_score": float(best) if best is not None else None,
@@ -269,3 +273,9 @@ def load_pretrained(model, path, config=None):
             )
     restore_model(model, checkpoint)
     return checkpoint
+
+
+def _launch_keys():
+    from recbole_ext.config import DISTRIBUTED_KEYS
+
+    return DISTRIBUTED_KEYS

@@ -324,6 +324,58 @@ def _filter_warnings():
     _register("C9-C11 known harmless warnings filtered")
 
 
+# ---------------------------------------------------------------------------------------------
+# C12 — recbole.trainer.trainer.AbstractTrainer.__init__ wraps the model in
+# DistributedDataParallel(model, device_ids=[local_rank]) for every multi-process run: DDP rejects
+# device_ids for a CPU module, so CPU (Gloo) training is impossible, and SyncBatchNorm only runs on
+# accelerators. Same construction, with device_ids / SyncBatchNorm only when the model is on CUDA.
+# ---------------------------------------------------------------------------------------------
+def _patch_abstract_trainer_ddp():
+    from recbole.trainer.trainer import AbstractTrainer
+
+    if not _is_patched(AbstractTrainer.__init__):
+
+        @_mark
+        def __init__(self, config, model):
+            from torch.nn.parallel import DistributedDataParallel
+
+            import torch
+
+            self.config = config
+            self.model = model
+            if not config["single_spec"]:
+                on_cuda = torch.device(config["device"]).type == "cuda"
+                if on_cuda:
+                    self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                    self.distributed_model = DistributedDataParallel(self.model, device_ids=[config["local_rank"]])
+                else:
+                    self.distributed_model = DistributedDataParallel(self.model)
+
+        AbstractTrainer.__init__ = __init__
+    _register("C12 AbstractTrainer.__init__: DDP on CPU (Gloo) without device_ids")
+
+
+# ---------------------------------------------------------------------------------------------
+# C13 — recbole.utils.utils.ensure_dir is "if not exists: os.makedirs", a race when several
+# processes of one multi-process run create log/<model>, saved/, ... at once (FileExistsError in
+# init_logger). Same function with exist_ok, in every module that imported it by name.
+# ---------------------------------------------------------------------------------------------
+def _patch_ensure_dir():
+    import importlib
+    import os
+
+    @_mark
+    def ensure_dir(dir_path):
+        os.makedirs(dir_path, exist_ok=True)
+
+    for name in ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                 "recbole.data.utils", "recbole.data.dataset.dataset"):
+        module = importlib.import_module(name)
+        if not _is_patched(getattr(module, "ensure_dir", None)):
+            module.ensure_dir = ensure_dir
+    _register("C13 ensure_dir: exist_ok (processes of one run create the same folders)")
+
+
 def apply():
     """Apply every patch (idempotent). Called by ``import recbole_ext``."""
     _patch_numpy_aliases()
@@ -333,6 +385,8 @@ def apply():
     _patch_sequence_nan()
     _patch_fill_nan()
     _patch_series_agg_len()
+    _patch_abstract_trainer_ddp()
+    _patch_ensure_dir()
     _filter_warnings()
     logging.getLogger(__name__).debug("recbole_ext compat patches: %s", PATCHES)
     return list(PATCHES)

@@ -28,6 +28,9 @@ DERIVED_KEYS = {
     "test_neg_sample_args",
     "valid_metric_bigger",
 }
+# keys a multi-process launch sets per process (run_recbole.py --nproc / --world_size ...): never
+# replayed when a run is rebuilt from its checkpoint or summary
+DISTRIBUTED_KEYS = {"local_rank", "nproc", "world_size", "ip", "port", "offset", "dist_backend"}
 
 
 def running_under_pytest():
@@ -61,6 +64,59 @@ class Config(RecBoleConfig):
             return super()._load_cmd_line()
         finally:
             sys.argv = saved
+
+    # --- device / distributed ----------------------------------------------------------------------
+    def _init_device(self):
+        """RecBole's ``Config._init_device`` with a selectable process-group backend.
+
+        Single process (no ``local_rank`` key): RecBole's behaviour, unchanged. Multi-process (the
+        launcher sets ``local_rank``, ``world_size``, ``ip``, ``port``, ``offset``, ``nproc``): RecBole
+        hard-codes NCCL + ``cuda:<local_rank>``; here ``dist_backend`` chooses (``nccl`` / ``gloo``;
+        default NCCL when CUDA is usable, Gloo otherwise) and a Gloo run without CUDA trains on CPU.
+        """
+        if "local_rank" not in self.final_config_dict:
+            return super()._init_device()
+        import torch
+        import torch.distributed as dist
+
+        cfg = self.final_config_dict
+        gpu_id = cfg.get("gpu_id")
+        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id if gpu_id is not None else "")
+        cfg["gpu_id"] = gpu_id
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
+        use_cuda = bool(cfg.get("use_gpu", True)) and len(gpu_id) > 0 and torch.cuda.is_available()
+        backend = str(cfg.get("dist_backend") or ("nccl" if use_cuda else "gloo")).lower()
+        if backend not in ("nccl", "gloo"):
+            raise ConfigError(f"dist_backend must be 'nccl' or 'gloo', not '{cfg.get('dist_backend')}'")
+        if backend == "nccl" and not use_cuda:
+            raise ConfigError(
+                "dist_backend 'nccl' needs CUDA GPUs (none usable here): use dist_backend: gloo to train on CPU"
+            )
+        for key in ("world_size", "ip", "port"):
+            if cfg.get(key) is None:
+                raise ConfigError(f"multi-process run: '{key}' is not set (run_recbole.py --nproc sets it)")
+        local_rank = int(cfg["local_rank"])
+        nproc = int(cfg.get("nproc") or 1)
+        if use_cuda and len(gpu_id.split(",")) < nproc:
+            raise ConfigError(f"--nproc={nproc} processes on CUDA need {nproc} GPUs in gpu_id, got '{gpu_id}'")
+        cfg["dist_backend"] = backend
+        if not dist.is_initialized():
+            dist.init_process_group(
+                backend=backend,
+                rank=local_rank + int(cfg.get("offset") or 0),
+                world_size=int(cfg["world_size"]),
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+        if use_cuda:
+            cfg["device"] = torch.device("cuda", local_rank)
+            torch.cuda.set_device(local_rank)
+        else:
+            cfg["device"] = torch.device("cpu")
+        cfg["single_spec"] = False
+        if local_rank != 0:
+            cfg["state"] = "error"
+            cfg["show_progress"] = False
+            cfg["verbose"] = False
 
     # --- model resolution -----------------------------------------------------------------------
     def _get_model_and_dataset(self, model, dataset):

@@ -10,6 +10,7 @@ import time
 from logging import getLogger
 
 import torch
+import torch.distributed as dist
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_ext import checkpoint as ckpt
@@ -46,12 +47,18 @@ def run_recbole(
     saved=True,
     cmd_args=None,
     write_results=True,
+    queue=None,
 ):
     """Train and evaluate a model, as ``recbole.quick_start.run_recbole`` does.
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
     ``test_result`` (RecBole's keys) plus ``train_seconds``, ``eval_seconds``, ``checkpoint``,
     ``summary_path`` and the ``config``.
+
+    Multi-process runs (``config_dict`` holds ``local_rank``, ``world_size``, ``ip``, ``port``, ...;
+    see :func:`run_recboles`): only global rank 0 writes the summary (and checkpoints); rank 0 puts
+    the result, without the ``config`` object, on ``queue`` when one is given; the process group is
+    destroyed at the end, as in RecBole.
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
@@ -74,6 +81,7 @@ def run_recbole(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
     train_seconds = time.perf_counter() - start
+    digest = model_digest(model) if not config["single_spec"] else None
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     eval_seconds = time.perf_counter() - start
@@ -92,7 +100,14 @@ def run_recbole(
         "eval_seconds": round(eval_seconds, 3),
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
     }
-    if write_results and (config["single_spec"] or config["local_rank"] == 0):
+    distributed = not config["single_spec"] and dist.is_available() and dist.is_initialized()
+    main_process = not distributed or dist.get_rank() == 0
+    if distributed:
+        result["rank"] = dist.get_rank()
+        result["model_digest"] = digest  # after training, per process: equal on all ranks when DDP syncs
+        result["world_size"] = dist.get_world_size()
+        result["dist_backend"] = dist.get_backend()
+    if write_results and main_process:
         summary = dict(result)
         summary["config"] = ckpt.plain_config(config)
         summary["machine"] = {
@@ -103,8 +118,38 @@ def run_recbole(
         }
         result["summary_path"] = write_summary(config, summary)
         logger.info(set_color("results summary", "yellow") + f": {result['summary_path']}")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    if queue is not None and main_process:
+        queue.put(dict(result))  # for torch.multiprocessing.spawn (no Config: not needed, heavy)
     result["config"] = config
     return result
+
+
+def run_recboles(rank, *args):
+    """``torch.multiprocessing.spawn`` entry point, as RecBole's: the last positional argument is the
+    keyword dict of :func:`run_recbole`; ``rank`` becomes ``config_dict['local_rank']``."""
+    kwargs = dict(args[-1])
+    config_dict = dict(kwargs.get("config_dict") or {})
+    nproc = int(config_dict.get("nproc") or 1)
+    if "OMP_NUM_THREADS" not in os.environ and nproc > 1:
+        # processes share this machine's cores: one pool each, no oversubscription
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+    config_dict["local_rank"] = rank
+    kwargs["config_dict"] = config_dict
+    return run_recbole(*args[:-1], **kwargs)
+
+
+def model_digest(model):
+    """SHA-256 of the model's parameters and buffers (bytes, in state_dict order)."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        sha.update(name.encode())
+        sha.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return sha.hexdigest()
 
 
 def _plain_number(value):

@@ -25,9 +25,17 @@ class BaMTrainDataLoader(TrainDataLoader):
         mode = str(config["train_sampler"] or "user")
         if mode not in TRAIN_SAMPLERS:
             raise ConfigError(f"train_sampler must be one of {TRAIN_SAMPLERS}, got '{mode}'")
-        if mode == "interaction" or not config["single_spec"]:
+        if mode == "interaction":
             super().__init__(config, dataset, sampler, shuffle=shuffle)
             return
+        world_size, rank = 1, 0
+        if not config["single_spec"]:
+            # multi-process (DDP): each process draws its own i.i.d. rows from the same distribution,
+            # train_batch_size / world_size per step with its own generator, so that the rows of one
+            # synchronised step are a train_batch_size draw from BaM's distribution, as in one process
+            import torch.distributed as dist
+
+            world_size, rank = dist.get_world_size(), dist.get_rank()
         iters = int(config["iters_per_epoch"] or 1000)
         if iters < 1:
             raise ConfigError(f"iters_per_epoch must be >= 1, got {iters}")
@@ -42,14 +50,15 @@ class BaMTrainDataLoader(TrainDataLoader):
         self.shuffle, self.config, self._dataset, self._sampler = shuffle, config, dataset, sampler
         self._batch_size = self.step = self.model = None
         self._init_batch_size_and_step()
+        self.step = max(1, self.step // world_size)
         self.generator = torch.Generator()
-        self.generator.manual_seed(config["seed"])
+        self.generator.manual_seed(config["seed"] + rank)
         self.transform = construct_transform(config)
         self.is_sequential = config["MODEL_TYPE"] == ModelType.SEQUENTIAL
         users = dataset.inter_feat[config["USER_ID_FIELD"]]
         rows_per_user = torch.bincount(users)
         weights = 1.0 / rows_per_user[users].double()  # uniform over users, then over their positions
-        index_sampler = WeightedRandomSampler(weights, iters * self.step, replacement=True, generator=self.generator)
+        index_sampler = _EpochWeightedSampler(weights, iters * self.step, replacement=True, generator=self.generator)
         DataLoader.__init__(
             self,
             dataset=list(range(self.sample_size)),
@@ -58,3 +67,11 @@ class BaMTrainDataLoader(TrainDataLoader):
             num_workers=config["worker"],
             sampler=index_sampler,
         )
+
+
+class _EpochWeightedSampler(WeightedRandomSampler):
+    """WeightedRandomSampler with the ``set_epoch`` that RecBole's DDP training loop calls (a no-op:
+    the generator's state already differs from one epoch to the next)."""
+
+    def set_epoch(self, epoch):
+        pass

@@ -102,12 +102,55 @@ class ExtCollector(Collector):
             self.data_struct.update_tensor(key, value)
         self.rows_seen += scores_tensor.shape[0]
 
+    def set_shard(self, n_real_rows, n_rows):
+        """Multi-process evaluation: this process evaluates ``n_rows`` rows (its share of the
+        ``DistributedSampler``), of which the first ``n_real_rows`` are real and the rest padding
+        (the sampler repeats rows so that every process gets as many). :meth:`get_data_struct`
+        then gathers every process's rows, so that metrics are computed on all users at once.
+        ``None`` switches this off."""
+        self.shard = None if n_real_rows is None else (int(n_real_rows), int(n_rows))
+
     def get_data_struct(self):
+        rows = self.rows_seen
         struct = super().get_data_struct()
         for key in self.batch_keys:
             if key in self.data_struct:
                 del self.data_struct[key]
         self.rows_seen = 0
+        self.gathered = False
+        if getattr(self, "shard", None) is not None:
+            struct = self._gather(struct, rows)
+            self.gathered = True
+        return struct
+
+    def _gather(self, struct, rows):
+        """Concatenate the per-evaluation rows of every process (rank order), padding dropped."""
+        import torch.distributed as dist
+
+        n_real, n_rows = self.shard
+        keep = n_real if rows == n_rows else rows  # one row per sample: drop the sampler's padding
+        keys = [k for k in list(PER_EVALUATION_KEYS) + list(self.batch_keys) if k in struct]
+        local = {}
+        for key in keys:
+            value = struct.get(key)
+            if key == "rec.positives":
+                local[key] = value[value[:, 0] < keep]
+            else:
+                local[key] = value[:keep]
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (keep, local))
+        offset = 0
+        merged = {key: [] for key in keys}
+        for part_rows, part in parts:
+            for key in keys:
+                value = part[key]
+                if key == "rec.positives":
+                    value = value.clone()
+                    value[:, 0] += offset
+                merged[key].append(value)
+            offset += part_rows
+        for key in keys:
+            struct.set(key, torch.cat(merged[key], dim=0))
         return struct
 
 

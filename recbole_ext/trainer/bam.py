@@ -43,18 +43,29 @@ class BaMTrainer(Trainer):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         if hasattr(self.model, "pop_routing_share"):
             selected, argmax = self.model.pop_routing_share()
+            if self.distributed:  # shares of this process's rows -> of all rows (equal row counts per process)
+                selected, argmax = _mean_over_processes(selected), _mean_over_processes(argmax)
             self.routing_history.append({"epoch": epoch_idx, "selected": selected, "argmax": argmax})
             fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
             getLogger().info(
                 f"epoch {epoch_idx} routing share ({self.model.selection}): selected {fmt(selected)}, "
                 f"argmax {fmt(argmax)}"
             )
-            if self.routing_plot:
+            if self.routing_plot and self.is_main_process:
                 os.makedirs(os.path.dirname(os.path.abspath(self.routing_json_file)), exist_ok=True)
                 with open(self.routing_json_file, "w", encoding="utf-8") as f:
                     json.dump({"selection": self.model.selection, "epochs": self.routing_history}, f, indent=1)
                 save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection)
         return loss
+
+
+def _mean_over_processes(values):
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return [float(v) for v in tensor / dist.get_world_size()]
 
 
 def save_routing_plot(history, path, selection="hard"):

@@ -3,9 +3,16 @@
 :class:`ExtTrainerMixin` is mixed into whatever trainer a run uses — ours or any of RecBole's — by
 :func:`compose_trainer`. It adds the extended collector (side information for metrics) and the
 re-ranking hook of full-sort evaluation, and lets evaluate-only flows collect training statistics.
+
+Multi-process runs (torch.distributed, see ``docs/distributed.md``): every process uses rank 0's
+checkpoint name, waits for rank 0's checkpoint before loading it, and evaluation gathers all
+processes' rows so that every metric is computed once over all users (RecBole averages per-process
+metric values instead).
 """
 
+import torch.distributed as dist
 from recbole.trainer import Trainer as RecBoleTrainer
+from torch.utils.data.distributed import DistributedSampler
 
 from recbole_ext.evaluator.collector import ExtCollector
 from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
@@ -20,6 +27,23 @@ class ExtTrainerMixin:
             self.eval_collector = ExtCollector(config)
         self.reranker = build_reranker(config)
         self._train_collected = False
+        if self.distributed:
+            # every process must read the checkpoint rank 0 writes (RecBole names it per process,
+            # by local time: the names differ when the processes start in different seconds)
+            names = [getattr(self, "saved_model_file", None)]
+            dist.broadcast_object_list(names, src=0)
+            if names[0] is not None:
+                self.saved_model_file = names[0]
+
+    @property
+    def distributed(self):
+        """True in a multi-process (torch.distributed) run."""
+        return not self.config["single_spec"] and dist.is_available() and dist.is_initialized()
+
+    @property
+    def is_main_process(self):
+        """True in a single-process run and on global rank 0: the process that writes files."""
+        return not self.distributed or dist.get_rank() == 0
 
     def collect_train_data(self, train_data):
         """Give the collector the training statistics (item counts, side information). ``fit`` does
@@ -34,9 +58,34 @@ class ExtTrainerMixin:
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and self.reranker is not None:
             self.reranker.prepare(self, eval_data)
-        return super().evaluate(
-            eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
-        )
+        if self.distributed and eval_data:
+            if load_best_model:
+                dist.barrier()  # rank 0 has finished writing the checkpoint every process reads
+            self._set_eval_shard(eval_data)
+        try:
+            return super().evaluate(
+                eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
+            )
+        finally:
+            if hasattr(self.eval_collector, "set_shard"):
+                self.eval_collector.set_shard(None, None)
+
+    def _set_eval_shard(self, eval_data):
+        """Tell the collector which of this process's evaluation rows are real (see ExtCollector)."""
+        sampler = getattr(eval_data, "sampler", None)
+        if not isinstance(sampler, DistributedSampler) or not hasattr(self.eval_collector, "set_shard"):
+            return
+        n_total = len(sampler.dataset)
+        n_real = len(range(sampler.rank, n_total, sampler.num_replicas))
+        self.eval_collector.set_shard(n_real, sampler.num_samples)
+
+    def _map_reduce(self, result, num_sample):
+        """RecBole averages each process's metric values (weighted by its batch count): exact only
+        for per-user means of equal shards and wrong for set metrics (coverage, Gini, ...). When the
+        collector gathered every process's rows, ``result`` is already the metric over all users."""
+        if getattr(self.eval_collector, "gathered", False):
+            return result
+        return super()._map_reduce(result, num_sample)
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)

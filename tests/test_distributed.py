@@ -1,0 +1,103 @@
+"""Multi-process (torch.distributed DDP) runs on CPU with Gloo: 2 processes on ml-100k (issue 8).
+
+What is checked, for BPR (RecBole's trainer) and BaM_REMI (recbole_ext's BaM trainer and sampler):
+* the processes train one model: after training, every rank's parameters are bit-identical
+  (gradients are all-reduced; rank-dependent seeds and negatives would otherwise make them differ);
+* evaluation is exact: the 2-process test metrics, set metrics (ItemCoverage, GiniIndex) included,
+  equal a single-process evaluation of the checkpoint rank 0 wrote;
+* only rank 0 writes files (one summary, one checkpoint, one routing log).
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import recbole_ext  # noqa: F401
+from recbole_ext.config import Config
+from recbole_ext.distributed import launch
+from recbole_ext.errors import ConfigError
+from recbole_ext.quick_start import load_data_and_model
+from recbole_ext.utils import get_trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BAM_PROPS = os.path.join(ROOT, "properties", "bam_ml-100k.yaml")
+QUIET = {"show_progress": False, "state": "WARNING", "checkpoint_dir": "saved", "results_dir": "saved/results",
+         "log_wandb": False}
+
+
+def _single_process_test_metrics(checkpoint):
+    config, model, _, train_data, _, test_data = load_data_and_model(checkpoint)
+    assert config["single_spec"] and "local_rank" not in config.external_config_dict
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
+    trainer.collect_train_data(train_data)
+    return dict(trainer.evaluate(test_data, load_best_model=False))
+
+
+def _check_two_process_run(results, tmp_path):
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["world_size"] == 2 and r["dist_backend"] == "gloo" for r in results)
+    assert results[0]["model_digest"] == results[1]["model_digest"], "DDP did not keep the replicas equal"
+    assert results[0]["test_result"] == results[1]["test_result"]
+    summaries = glob.glob(str(tmp_path / "saved" / "results" / "*.json"))
+    assert summaries == [os.path.abspath(results[0]["summary_path"])] and "summary_path" not in results[1]
+    summary = json.load(open(summaries[0]))
+    assert summary["config"]["single_spec"] is False and summary["config"]["world_size"] == 2
+    assert glob.glob(str(tmp_path / "saved" / "*.pth")) == [os.path.abspath(results[0]["checkpoint"])]
+    single = _single_process_test_metrics(results[0]["checkpoint"])
+    assert set(single) == set(results[0]["test_result"])
+    for name, value in single.items():
+        assert results[0]["test_result"][name] == pytest.approx(float(value), abs=1.5e-4), name
+    return summary
+
+
+def test_bpr_two_process_gloo_matches_single_process_evaluation(run_dir):
+    config = {**QUIET, "epochs": 1, "metrics": ["Recall", "NDCG", "ItemCoverage", "GiniIndex"], "topk": [10],
+              "valid_metric": "NDCG@10"}
+    results = launch("BPR", "ml-100k", nproc=2, config_dict=config)
+    _check_two_process_run(results, run_dir)
+    test = results[0]["test_result"]
+    assert test["ndcg@10"] > 0 and 0 < test["itemcoverage@10"] <= 1
+
+
+def test_bam_remi_two_process_gloo(run_dir):
+    config = {**QUIET, "epochs": 1, "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 256, "sampled_n": 128,
+              "learning_rate": 0.003, "iters_per_epoch": 30, "routing_plot": True}
+    results = launch("BaM_REMI", "ml-100k", nproc=2, config_dict=config, config_file_list=[BAM_PROPS])
+    _check_two_process_run(results, run_dir)
+    routing = glob.glob(str(run_dir / "saved" / "*-routing.json"))
+    assert len(routing) == 1
+    history = json.load(open(routing[0]))["epochs"]
+    assert len(history) == 1 and sum(history[0]["selected"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_run_recbole_script_nproc_2(run_dir):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run_recbole.py"), "--model=Pop", "--dataset=ml-100k", "--nproc=2",
+         "--epochs=1", "--show_progress=False", "--state=WARNING", "--results_dir=saved/results"],
+        cwd=run_dir, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes (gloo)" in proc.stdout
+    assert proc.stdout.count("summary written to") == 1
+    assert len(glob.glob(str(run_dir / "saved" / "results" / "*.json"))) == 1
+
+
+def test_dist_backend_is_checked(monkeypatch):
+    launch_keys = {"local_rank": 0, "world_size": 1, "nproc": 1, "ip": "127.0.0.1", "port": "1", "offset": 0}
+    with pytest.raises(ConfigError, match="dist_backend must be"):
+        Config("Pop", "ml-100k", config_dict={**launch_keys, "dist_backend": "mpi"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs CUDA"):
+            Config("Pop", "ml-100k", config_dict={**launch_keys, "dist_backend": "nccl"})
+    with pytest.raises(ConfigError, match="do not fit"):
+        sys.path.insert(0, ROOT)
+        import run_recbole
+
+        args, _ = run_recbole.parse_args(["--model=Pop", "--nproc=2", "--world_size=2", "--group_offset=1"])
+        run_recbole.run_distributed(args, None, [])
