@@ -27,4 +27,6 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
+    # run_hyper.py (parallel hyper-parameter search): pip install -e .[tune] / -r requirements-tune.txt
+    extras_require={"tune": ["ray[tune]>=2.40"]},
 )

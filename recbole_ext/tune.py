@@ -1,0 +1,249 @@
+"""Parallel hyper-parameter search on Ray Tune (``run_hyper.py``), RecBole's params-file format.
+
+Ray is an optional extra (``pip install -e .[tune]`` or ``pip install -r requirements-tune.txt``);
+nothing here imports it until a search starts. RecBole's own ``recbole.trainer.hyper_tuning`` is
+never imported (hyperopt / old ray, NumPy 1).
+
+Params file, one parameter a line, as RecBole's ``HyperTuning._build_space_from_file``::
+
+    learning_rate loguniform -8,0        # exp(uniform(-8, 0)), hyperopt's convention
+    embedding_size choice [64,96,128]
+    reg_weight uniform 0.0,0.1
+    train_batch_size quniform 512,4096,512
+
+Each trial is one :func:`recbole_ext.quick_start.run_recbole` run (one process, ``cpus_per_trial``
+threads); trials run in parallel on a local Ray instance (default) or a cluster (``address``).
+"""
+
+import ast
+import json
+import math
+import os
+import time
+
+from recbole_ext.errors import ConfigError
+
+PARAM_TYPES = ("choice", "uniform", "loguniform", "quniform")
+RAY_MISSING = (
+    "hyper-parameter search runs on Ray Tune, which is not installed: "
+    "pip install -r requirements-tune.txt   (or: pip install -e .[tune])"
+)
+
+
+def parse_params_file(path):
+    """RecBole's params file -> ``{name: (type, args)}`` in file order (no Ray needed).
+
+    ``choice`` args: the list of values; ``uniform``/``loguniform``: ``(low, high)`` as written
+    (log bounds for loguniform); ``quniform``: ``(low, high, q)``.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"params file not found: {path}")
+    space = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            parts = line.split(" ")
+            if len(parts) < 3:
+                if line:
+                    raise ConfigError(f"{path}:{number}: expected 'name type values', got '{line}'")
+                continue
+            name, kind, value = parts[0], parts[1], "".join(parts[2:])
+            where = f"{path}:{number} ({name})"
+            if kind == "choice":
+                try:
+                    values = ast.literal_eval(value)
+                except (ValueError, SyntaxError) as err:
+                    raise ConfigError(f"{where}: choice needs a Python list literal, got '{value}'") from err
+                if not isinstance(values, (list, tuple)) or not values:
+                    raise ConfigError(f"{where}: choice needs a non-empty list, got '{value}'")
+                space[name] = ("choice", list(values))
+            elif kind in ("uniform", "loguniform", "quniform"):
+                try:
+                    numbers = tuple(float(v) for v in value.split(","))
+                except ValueError as err:
+                    raise ConfigError(f"{where}: {kind} needs numbers 'low,high{',q' if kind == 'quniform' else ''}'") from err
+                if len(numbers) != (3 if kind == "quniform" else 2) or numbers[0] > numbers[1]:
+                    raise ConfigError(f"{where}: bad {kind} bounds '{value}'")
+                space[name] = (kind, numbers)
+            else:
+                raise ConfigError(f"{where}: unknown parameter type '{kind}' (one of {', '.join(PARAM_TYPES)})")
+    if not space:
+        raise ConfigError(f"params file {path} defines no parameter")
+    return space
+
+
+def import_ray():
+    try:
+        import ray
+        from ray import tune
+    except ImportError as err:
+        raise ConfigError(RAY_MISSING) from err
+    return ray, tune
+
+
+def ray_search_space(space, grid=False):
+    """``parse_params_file``'s space as Ray Tune distributions (``grid``: choices as grid_search)."""
+    _, tune = import_ray()
+    out = {}
+    for name, (kind, args) in space.items():
+        if kind == "choice":
+            out[name] = tune.grid_search(args) if grid else tune.choice(args)
+        elif kind == "uniform":
+            out[name] = tune.uniform(*args)
+        elif kind == "loguniform":  # RecBole / hyperopt: bounds are logs
+            out[name] = tune.loguniform(math.exp(args[0]), math.exp(args[1]))
+        else:
+            low, high, q = args
+            out[name] = tune.quniform(low, high, q)
+    return out
+
+
+def _plain(value):
+    """NumPy scalars (Tune's samples) as Python numbers, for configs, JSON and YAML."""
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _trial(params, model, dataset, config_file_list, base_config, cpus_per_trial):
+    """One trial: a full run_recbole run in this Ray worker, reported to Tune."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(cpus_per_trial)))
+    from recbole_ext.quick_start import run_recbole
+
+    trial_dir = tune.get_context().get_trial_dir() or os.getcwd()
+    config_dict = dict(base_config)
+    config_dict.update({k: _plain(v) for k, v in params.items()})
+    config_dict.setdefault("checkpoint_dir", os.path.join(trial_dir, "saved"))
+    started_at, start = time.time(), time.perf_counter()
+    result = run_recbole(model, dataset, config_file_list=config_file_list, config_dict=config_dict,
+                         cmd_args=[], write_results=False)
+    report = {"valid_score": float(result["best_valid_score"]), "seconds": round(time.perf_counter() - start, 2),
+              "started_at": started_at, "ended_at": time.time(), "pid": os.getpid()}
+    report.update({f"valid/{k}": v for k, v in (result["best_valid_result"] or {}).items()})
+    report.update({f"test/{k}": v for k, v in (result["test_result"] or {}).items()})
+    tune.report(report)
+
+
+def run_search(model, dataset, params_file, config_file_list=None, config_dict=None, address=None,
+               max_trials=None, max_concurrent=None, cpus_per_trial=1, output_dir=None, verbose=1):
+    """Search ``params_file``'s space for ``model`` on ``dataset``; return a summary dict with the
+    ``best`` trial, every ``trials`` row (sorted best first) and the written ``best_path`` /
+    ``results_path``. All choices and no ``max_trials``: exhaustive grid; otherwise
+    ``max_trials`` (default 10) random samples."""
+    from recbole_ext.config import Config
+    from recbole_ext.quick_start import atomic_write_text
+
+    space = parse_params_file(params_file)
+    config_file_list = [os.path.abspath(p) for p in (config_file_list or [])]
+    fixed = dict(config_dict or {})
+    base = dict(fixed)
+    probe = Config(model, dataset, config_file_list=config_file_list, config_dict=base, cmd_args=[])
+    bigger = bool(probe["valid_metric_bigger"])
+    base.setdefault("data_path", os.path.abspath(probe.external_config_dict.get("data_path", "dataset/")))
+    base.setdefault("show_progress", False)
+    base.setdefault("state", "WARNING")
+    base.setdefault("log_wandb", False)
+    grid = max_trials is None and all(kind == "choice" for kind, _ in space.values())
+    num_samples = 1 if grid else int(max_trials or 10)
+    output_dir = os.path.abspath(output_dir or os.path.join("saved", "hyper"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{probe['model']}-{probe['dataset']}-{stamp}"
+
+    ray, tune = import_ray()
+    started_here = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level="WARNING")
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
+        started_here = True
+    try:
+        trainable = tune.with_parameters(
+            _trial, model=model, dataset=dataset, config_file_list=config_file_list, base_config=base,
+            cpus_per_trial=cpus_per_trial,
+        )
+        trainable = tune.with_resources(trainable, {"cpu": cpus_per_trial})
+        tuner = tune.Tuner(
+            trainable,
+            param_space=ray_search_space(space, grid=grid),
+            tune_config=tune.TuneConfig(
+                metric="valid_score", mode="max" if bigger else "min", num_samples=num_samples,
+                max_concurrent_trials=max_concurrent,
+            ),
+            run_config=tune.RunConfig(name=name, storage_path=os.path.join(output_dir, "ray"), verbose=verbose),
+        )
+        grid_result = tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+    trials = []
+    for result in grid_result:
+        row = {"params": {k: _plain(v) for k, v in (result.config or {}).items()}}
+        if result.error is not None:
+            row["error"] = str(result.error).splitlines()[0][:300]
+        else:
+            row.update({k: v for k, v in (result.metrics or {}).items()
+                        if k in ("valid_score", "seconds", "started_at", "ended_at", "pid")
+                        or k.startswith(("valid/", "test/"))})
+        trials.append(row)
+    ok = [t for t in trials if "valid_score" in t]
+    ok.sort(key=lambda t: t["valid_score"], reverse=bigger)
+    trials = ok + [t for t in trials if "valid_score" not in t]
+    summary = {
+        "model": probe["model"], "dataset": probe["dataset"], "params_file": os.path.abspath(params_file),
+        "valid_metric": probe["valid_metric"], "valid_metric_bigger": bigger, "search": "grid" if grid else "random",
+        "trials": trials, "best": ok[0] if ok else None,
+    }
+    summary["results_path"] = os.path.join(output_dir, f"{name}-results.json")
+    atomic_write_text(summary["results_path"], json.dumps(summary, indent=2) + "\n")
+    if ok:
+        import yaml
+
+        summary["best_path"] = os.path.join(output_dir, f"{name}-best.yaml")
+        header = (f"# best of {len(ok)} trials ({summary['search']} search over {params_file}): "
+                  f"valid {probe['valid_metric']} = {ok[0]['valid_score']}\n"
+                  f"# python run_recbole.py --model={probe['model']} --dataset={probe['dataset']} "
+                  f"--config_files={summary['best_path']}\n")
+        best_config = {**fixed, **ok[0]["params"]}  # the fixed --key=value settings too: reproduces the trial
+        atomic_write_text(summary["best_path"], header + yaml.safe_dump(best_config, sort_keys=False))
+    return summary
+
+
+def format_trials_table(summary):
+    """Results table: one row per trial, best first."""
+    trials = summary["trials"]
+    names = list(space_names(trials))
+    metrics = sorted({k for t in trials for k in t if k.startswith("test/")})
+    head = names + ["valid_score"] + [m[5:] for m in metrics] + ["seconds"]
+    rows = []
+    for t in trials:
+        if "error" in t:
+            rows.append([str(t["params"].get(n, "")) for n in names] + [f"error: {t['error'][:60]}"])
+            continue
+        rows.append([_fmt(t["params"].get(n)) for n in names] + [_fmt(t["valid_score"])]
+                    + [_fmt(t.get(m)) for m in metrics] + [_fmt(t.get("seconds"))])
+    widths = [max(len(h), *(len(r[i]) for r in rows if i < len(r))) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def space_names(trials):
+    seen = []
+    for t in trials:
+        for k in t["params"]:
+            if k not in seen:
+                seen.append(k)
+    return seen
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
