@@ -11,6 +11,7 @@ import sys
 import time
 
 import torch
+from recbole.utils import init_seed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,6 +45,7 @@ def run_model(model, extra, workdir):
     config = Config(model, "ml-100k", config_dict=dict(
         {"epochs": 1, "metrics": METRICS, "valid_metric": "NDCG@10", "topk": [10], "show_progress": False,
          "state": "WARNING", "checkpoint_dir": os.path.join(workdir, "saved")}, **extra), cmd_args=[])
+    init_seed(config["seed"], config["reproducibility"])  # the split is seeded, as in run_recbole
     (dataset, load_s) = timed(create_dataset, config)
     (splits, split_s) = timed(data_preparation, config, dataset)
     train_data, valid_data, test_data = splits
@@ -84,7 +86,10 @@ def main():
                "ndcg@10", "ndcg@10 (spec)", "giniindex@10", "giniindex@10 (spec)", "itemcoverage@10",
                "averagepopularity@10"]
     overhead = dataset_check_overhead()
+    load = os.getloadavg()[0]
     body = (
+        f"Load average at the end of the run: {load:.1f} on 2 cores (other jobs shared the machine; times are "
+        "indicative, metric values are not affected).\n\n"
         "RecBole 1.2.1 built-ins, 1 epoch on ml-100k, default seed, test split, full ranking, top-10; "
         "sequential models in the small configuration (L=10, d=32, 1 layer/block, CE). '(spec)' columns are the "
         "reference values of `shared/specs/recbole-plugin-and-compat.md` §7 (pinned stack, MRR@10 as valid "
