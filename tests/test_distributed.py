@@ -35,19 +35,22 @@ def _single_process_test_metrics(checkpoint):
     assert config["single_spec"] and "local_rank" not in config.external_config_dict
     trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
     trainer.collect_train_data(train_data)
-    return dict(trainer.evaluate(test_data, load_best_model=False))
+    return dict(trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint))
 
 
-def _check_two_process_run(results, tmp_path):
+def _check_two_process_run(results, tmp_path, checkpoints="*.pth"):
     assert [r["rank"] for r in results] == [0, 1]
     assert all(r["world_size"] == 2 and r["dist_backend"] == "gloo" for r in results)
     assert results[0]["model_digest"] == results[1]["model_digest"], "DDP did not keep the replicas equal"
     assert results[0]["test_result"] == results[1]["test_result"]
-    summaries = glob.glob(str(tmp_path / "saved" / "results" / "*.json"))
+    summaries = [p for p in glob.glob(str(tmp_path / "saved" / "results" / "*.json")) if "-trajectory" not in p]
     assert summaries == [os.path.abspath(results[0]["summary_path"])] and "summary_path" not in results[1]
     summary = json.load(open(summaries[0]))
     assert summary["config"]["single_spec"] is False and summary["config"]["world_size"] == 2
-    assert glob.glob(str(tmp_path / "saved" / "*.pth")) == [os.path.abspath(results[0]["checkpoint"])]
+    written = glob.glob(str(tmp_path / "saved" / checkpoints))
+    assert os.path.abspath(results[0]["checkpoint"]) in written
+    if checkpoints == "*.pth":  # RecBole's trainer: one checkpoint, rank 0's
+        assert len(written) == 1
     single = _single_process_test_metrics(results[0]["checkpoint"])
     assert set(single) == set(results[0]["test_result"])
     for name, value in single.items():
@@ -73,6 +76,48 @@ def test_bam_remi_two_process_gloo(run_dir):
     assert len(routing) == 1
     history = json.load(open(routing[0]))["epochs"]
     assert len(history) == 1 and sum(history[0]["selected"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_calitune_two_process_gloo(run_dir):
+    """CaliTune's own per-user loop: users sharded, gradients averaged, snapshots by rank 0 only;
+    the course metrics (JSD, UserGroup: ExtCollector keys rec.users / side information) gathered."""
+    from recbole_ext.quick_start import run_recbole
+
+    base = {**QUIET, "embedding_size": 32, "learning_rate": 5e-3, "epochs": 3, "eval_step": 3,
+            "metrics": ["NDCG", "JSD", "UserGroup"]}
+    backbone_yaml = os.path.join(ROOT, "properties", "calitune_backbone_bpr_ml-100k.yaml")
+    backbone = run_recbole("BPR", "ml-100k", [backbone_yaml], {**base, "checkpoint_dir": "backbone", "results_dir": "backbone"})
+    config = {**base, "trainer": "CaliTune", "pretrained_model_file": backbone["checkpoint"], "epochs": 2,
+              "calitune_lambda": 0.5, "learning_rate": 1e-3, "calitune_batch_size": 64, "calitune_candidates": 100}
+    files = [backbone_yaml, os.path.join(ROOT, "properties", "calitune_ml-100k.yaml")]
+    results = launch("BPR", "ml-100k", nproc=2, config_dict=config, config_file_list=files)
+    _check_two_process_run(results, run_dir, checkpoints="CaliTune-*/*.pth")
+    snapshot_dirs = glob.glob(str(run_dir / "saved" / "CaliTune-*"))  # rank 0's snapshots only
+    assert len(snapshot_dirs) == 1
+    assert {os.path.basename(p) for p in glob.glob(os.path.join(snapshot_dirs[0], "*.pth"))} <= {"epoch_1.pth", "epoch_2.pth"}
+    test = results[0]["test_result"]
+    assert 0 < test["ndcg@10"] and 0 < test["jsd@10"] < 1
+
+
+def test_morec_two_process_gloo(run_dir):
+    """MoRec's own loop: the same sampler batches in every process, each takes every other row of each
+    sub-batch, sub-batch losses summed across processes (the PI coordinator sees the global accuracy
+    loss), gradients summed; validation signals from all users; trajectory written by rank 0 only."""
+    from recbole_ext.data import morec_data
+    from recbole_ext.quick_start import run_recbole
+
+    morec_data.prepare_ml100k("dataset")
+    yaml_file = os.path.join(ROOT, "properties", "morec_ml-100k.yaml")
+    fast = {**QUIET, "train_batch_size": 2048, "eval_batch_size": 8192}
+    pre = run_recbole("BPR", "ml-100k-morec", [yaml_file],
+                      {**fast, "epochs": 3, "eval_step": 3, "checkpoint_dir": "pre", "results_dir": "pre"})
+    config = {**fast, "trainer": "MoRec", "epochs": 2, "pretrained_model_file": pre["checkpoint"]}
+    results = launch("BPR", "ml-100k-morec", nproc=2, config_dict=config, config_file_list=[yaml_file])
+    _check_two_process_run(results, run_dir)
+    trajectories = glob.glob(str(run_dir / "saved" / "results" / "*-trajectory.json"))
+    assert len(trajectories) == 1
+    epochs = json.load(open(trajectories[0]))["epochs"]
+    assert [e["epoch"] for e in epochs] == [-1, 0, 1] and all(e["beta_mean"] > 0 for e in epochs[1:])
 
 
 def test_run_recbole_script_nproc_2(run_dir):
@@ -101,3 +146,13 @@ def test_dist_backend_is_checked(monkeypatch):
 
         args, _ = run_recbole.parse_args(["--model=Pop", "--nproc=2", "--world_size=2", "--group_offset=1"])
         run_recbole.run_distributed(args, None, [])
+
+
+def test_trainers_without_ddp_support_refuse_multi_process():
+    from recbole_ext.trainer.trainer import Trainer
+
+    class NotYet(Trainer):
+        supports_distributed = False
+
+    with pytest.raises(ConfigError, match="NotYet does not support multi-process"):
+        NotYet({"single_spec": False}, torch.nn.Linear(1, 1))

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 from recbole.utils import set_color
@@ -279,10 +280,26 @@ class CaliTuneTrainer(Trainer):
     def _train_epoch_users(self, cand_all, label_all):
         self.model.train()
         users = torch.arange(1, self.model.n_users)  # PAD user dropped (quirk C6)
-        users = users[torch.randperm(users.shape[0])]
+        world, rank = 1, 0
+        if self.distributed:
+            # multi-process: one user order shared by all processes (a generator seeded alike), each
+            # process takes every world-th user of each batch and the gradients are averaged: one
+            # synchronised step is one batch_users step, as in a single process
+            world, rank = dist.get_world_size(), dist.get_rank()
+            self._dist_epoch = getattr(self, "_dist_epoch", 0) + 1
+            seed = self.config["calitune_seed"] if self.config["calitune_seed"] is not None else self.config["seed"]
+            generator = torch.Generator().manual_seed(int(seed) * 1000003 + self._dist_epoch)
+            users = users[torch.randperm(users.shape[0], generator=generator)]
+        else:
+            users = users[torch.randperm(users.shape[0])]
         total = 0.0
         for start in range(0, users.shape[0], self.batch_users):
-            batch = users[start : start + self.batch_users]
+            batch = users[start : start + self.batch_users][rank::world]
+            if batch.numel() == 0:  # a last batch smaller than the number of processes
+                self.optimizer.zero_grad()
+                self._average_gradients(weight=0.0)
+                self.optimizer.step()
+                continue
             cand = cand_all[batch].to(self.device)
             labels = label_all[batch].to(self.device)
             batch = batch.to(self.device)
@@ -292,11 +309,31 @@ class CaliTuneTrainer(Trainer):
             loss = calitune_loss(accuracy, scores, self._onehot_dev[cand], self._targets_dev[batch], self.lam)
             self.optimizer.zero_grad()
             loss.backward()
+            if world > 1:
+                self._average_gradients(weight=1.0)
             self.optimizer.step()
             total += float(loss.detach())
         if self.backbone == "DMF":
             self.model.i_embedding = None
         return total
+
+    def _average_gradients(self, weight):
+        """All-reduce the gradients: the mean over the processes that had users in this step
+        (``weight`` 1) — the others (``weight`` 0) contribute nothing, as in a single process."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) * weight
+                          for p in params] + [torch.tensor([float(weight)], device=self.device)])
+        dist.all_reduce(flat)
+        count = max(float(flat[-1]), 1.0)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            grad = (flat[offset : offset + n] / count).view_as(p)
+            if p.grad is None:
+                p.grad = grad.clone()
+            else:
+                p.grad.copy_(grad)
+            offset += n
 
     # --------------------------------------------------------------------------------------------
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
@@ -319,7 +356,11 @@ class CaliTuneTrainer(Trainer):
             np.random.seed(int(seed))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         snap_dir = os.path.join(self.config["checkpoint_dir"], f"CaliTune-{self.config['model']}-{stamp}-{os.getpid()}")
-        write = saved and bool(_cfg(self.config, "calitune_snapshots"))
+        if self.distributed:  # rank 0's folder for every process (only rank 0 writes)
+            names = [snap_dir]
+            dist.broadcast_object_list(names, src=0)
+            snap_dir = names[0]
+        write = saved and bool(_cfg(self.config, "calitune_snapshots")) and self.is_main_process
 
         cand, labels, ref = self.scoring_pass(valid_csr)
         self.reference = dict(ref)
@@ -379,7 +420,7 @@ class CaliTuneTrainer(Trainer):
                 break
         if not kept:  # epochs: 0 — evaluate the loaded model as it is (e.g. a backbone with rerank: cp)
             self.selected = None
-            if saved:
+            if saved and self.is_main_process:
                 ckpt.atomic_torch_save(ckpt.build_state(self, 0), self.saved_model_file)
             self.best_valid_score = ref["ndcg"]
             self.best_valid_result = {f"ndcg@{self.k}": round(ref["ndcg"], 4), f"jsd@{self.k}": round(ref["jsd"], 4)}
@@ -393,7 +434,7 @@ class CaliTuneTrainer(Trainer):
             self.saved_model_file = snap["path"]
         else:
             self.saved_model_file = os.path.join(snap_dir, f"epoch_{snap['epoch']}.pth")
-            if saved:
+            if saved and self.is_main_process:
                 ckpt.atomic_torch_save(ckpt.build_state(self, snap["epoch"]), self.saved_model_file)
         self.best_valid_score = snap["ndcg"]
         self.best_valid_result = {

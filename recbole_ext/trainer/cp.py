@@ -148,6 +148,12 @@ class CPReranker(Reranker):
                     high = max(high, float(finite.max()))
         finally:
             trainer.reranker = saved
+        if getattr(trainer, "distributed", False):  # each process scored its shard: the global range
+            import torch.distributed as dist
+
+            bounds = torch.tensor([-low, high], dtype=torch.float64)
+            dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
+            low, high = -float(bounds[0]), float(bounds[1])
         self.set_score_range(low, high)
 
     def rerank(self, scores, interaction):

@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType, set_color
@@ -190,7 +191,9 @@ class MoRecTrainer(Trainer):
         counts = torch.bincount(torch.cat(items[:2]).long(), minlength=self.n_items).double()
         counts[0] = 0.0
         self.neg_probs = counts.pow(self.neg_alpha) * (counts > 0) if self.neg_alpha > 0 else None
-        self.generator = torch.Generator().manual_seed(int(config["seed"]))
+        # negatives: one stream per process under DDP (each process draws for its own rows)
+        rank = dist.get_rank() if self.distributed else 0
+        self.generator = torch.Generator().manual_seed(int(config["seed"]) + rank)
 
     # ---------------------------------------------------------------------------------------------
     # per-row losses
@@ -252,19 +255,45 @@ class MoRecTrainer(Trainer):
         n_align = int(self.align_groups.max()) + 1 if self.align_groups is not None else 1
         align_counts = torch.zeros(n_align, dtype=torch.float64)
         hit_items, hits = [], []
+        # multi-process: this process scores its shard of the validation users; rows past
+        # ``n_real`` are the DistributedSampler's padding (repeated users) and are skipped
+        n_real = self._real_rows(valid_data)
+        rows = 0
         with torch.no_grad():
             for batched in valid_data:
                 _, scores, positive_u, positive_i = self._full_sort_batch_eval(batched)
                 top = torch.topk(scores, k, dim=1).indices.cpu()
+                positive_u, positive_i = positive_u.cpu(), positive_i.cpu()
+                if n_real is not None:
+                    keep = max(0, min(top.shape[0], n_real - rows))
+                    rows += top.shape[0]
+                    top, mask = top[:keep], positive_u < keep
+                    positive_u, positive_i = positive_u[mask], positive_i[mask]
                 if self.align_groups is not None:
                     align_counts += torch.bincount(self.align_groups[top].flatten(), minlength=n_align).double()
                 if self.fair_metric == "hit":
                     top10 = top[:, :10]
-                    hits.append((top10[positive_u.cpu()] == positive_i.cpu().unsqueeze(1)).any(dim=1))
-                    hit_items.append(positive_i.cpu())
+                    hits.append((top10[positive_u] == positive_i.unsqueeze(1)).any(dim=1))
+                    hit_items.append(positive_i)
+        if self.distributed:  # the counts and hits of every process: the signals of all validation users
+            dist.all_reduce(align_counts)
+            if self.fair_metric == "hit":
+                parts = [None] * dist.get_world_size()
+                dist.all_gather_object(parts, (hits, hit_items))
+                hits = [h for part in parts for h in part[0]]
+                hit_items = [i for part in parts for i in part[1]]
         q = (align_counts / align_counts.sum()).numpy()
         hit = (torch.cat(hits).double(), torch.cat(hit_items)) if hits else None
         return q, hit
+
+    def _real_rows(self, eval_data):
+        """Multi-process: the number of this process's rows of ``eval_data`` that are not padding."""
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = getattr(eval_data, "sampler", None)
+        if not self.distributed or not isinstance(sampler, DistributedSampler):
+            return None
+        return len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
 
     def _fairness_losses(self):
         """Per fair group: summed per-row loss over its validation rows / |V| (M1) or / |V_g|."""
@@ -319,21 +348,40 @@ class MoRecTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
         signals, info = self._signals(self._valid_data)
+        world, rank = (dist.get_world_size(), dist.get_rank()) if self.distributed else (1, 0)
+        if world > 1:  # rank 0's signals for all (the fairness-loss pass draws per-process negatives)
+            shared = [(signals, info)]
+            dist.broadcast_object_list(shared, src=0)
+            signals, info = shared[0]
         self.sampler.update(signals)
         signal_seconds = time.perf_counter() - start
+        # the sampler is seeded alike in every process: the same batches everywhere
         batches = torch.from_numpy(self.sampler.epoch_batches())
         n_parts, batch_size = len(self.objectives) + 1, self.sampler.batch_size
         self.model.train()
         total_loss, betas = 0.0, []
         part_sums = torch.zeros(n_parts, dtype=torch.float64)
         for step in range(batches.shape[0]):
-            interaction = self._rows(self.train_inter, batches[step])
+            rows = batches[step]
+            if world > 1:  # every world-th row of each sub-batch
+                rows = rows.view(n_parts, batch_size)[:, rank::world].reshape(-1)
+            interaction = self._rows(self.train_inter, rows)
             self.optimizer.zero_grad()
-            chunks = self.row_losses(interaction).view(n_parts, batch_size)
-            parts = chunks.mean(dim=1)
+            chunks = self.row_losses(interaction).view(n_parts, -1)
+            if world > 1:
+                # value: the sub-batch means over all processes (the coordinator's beta sees the
+                # global accuracy loss); gradient: this process's rows / batch_size, summed below
+                local = chunks.sum(dim=1) / batch_size
+                total = local.detach().clone()
+                dist.all_reduce(total)
+                parts = local + (total - local.detach())
+            else:
+                parts = chunks.mean(dim=1)
             loss = self.coordinator.combine(list(parts[:-1]), parts[-1])
             self._check_nan(loss)
             loss.backward()
+            if world > 1:
+                self._sum_gradients()
             if self.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
             self.optimizer.step()
@@ -361,6 +409,20 @@ class MoRecTrainer(Trainer):
             + "; ".join(f"{o} {entry['sampling_weights'][o]}" for o in self.objectives)
         )
         return total_loss
+
+    def _sum_gradients(self):
+        """All-reduce (sum) the gradients: each process's are those of its rows / batch_size."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            if p.grad is None:
+                p.grad = flat[offset : offset + n].view_as(p).clone()
+            else:
+                p.grad.copy_(flat[offset : offset + n].view_as(p))
+            offset += n
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -395,6 +457,8 @@ class MoRecTrainer(Trainer):
     # trajectory log and plot
     # ---------------------------------------------------------------------------------------------
     def _write_trajectory(self):
+        if not self.is_main_process:
+            return
         directory = self.config["results_dir"] or os.path.join("saved", "results")
         os.makedirs(directory, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -21,7 +21,19 @@ from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
 class ExtTrainerMixin:
     """Extended collector + re-ranking hook; place before a RecBole ``Trainer`` in the bases."""
 
+    #: False for trainers whose own training loop does not shard data / reduce gradients and signals
+    #: across processes yet: a multi-process run then stops with a clear error instead of training
+    #: diverging replicas.
+    supports_distributed = True
+
     def __init__(self, config, model):
+        if not config["single_spec"] and not self.supports_distributed:
+            from recbole_ext.errors import ConfigError
+
+            raise ConfigError(
+                f"{type(self).__name__} does not support multi-process (DDP) training yet: run it in one "
+                "process (no --nproc / --world_size). See docs/distributed.md"
+            )
         super().__init__(config, model)
         if hasattr(self, "eval_collector"):
             self.eval_collector = ExtCollector(config)
