@@ -32,19 +32,11 @@ def parse_args(argv):
     return parser.parse_known_args(argv)
 
 
-def free_port():
-    """A TCP port that is free on this machine now (for a single-machine launch)."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def run_distributed(args, config_files, rest):
     """Spawn ``args.nproc`` processes (RecBole's run_recbole.py pattern); return rank 0's result or None."""
     import torch.multiprocessing as mp
 
+    from recbole_ext.distributed import free_port
     from recbole_ext.errors import ConfigError
     from recbole_ext.quick_start import run_recboles
 
@@ -57,7 +49,7 @@ def run_distributed(args, config_files, rest):
     if port is None:
         if world_size != args.nproc:
             raise ConfigError("a multi-machine run (--world_size > --nproc) needs the same --port on every machine")
-        port = free_port()
+        port = free_port("127.0.0.1" if args.ip in ("localhost", "127.0.0.1") else "")
     config_dict = {
         "world_size": world_size,
         "ip": args.ip,
@@ -68,7 +60,13 @@ def run_distributed(args, config_files, rest):
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     kwargs = {"config_dict": config_dict, "queue": queue, "cmd_args": rest}
-    mp.spawn(run_recboles, args=(args.model, args.dataset, config_files, kwargs), nprocs=args.nproc, join=True)
+    try:
+        mp.spawn(run_recboles, args=(args.model, args.dataset, config_files, kwargs), nprocs=args.nproc, join=True)
+    except mp.ProcessRaisedException as err:  # the failing process's own error, without the spawn frames
+        message = str(err).strip().splitlines()
+        raise ConfigError(f"a training process failed: {message[-1] if message else err}") from None
+    except mp.ProcessExitedException as err:
+        raise ConfigError(f"a training process exited abnormally: {err}") from None
     return None if queue.empty() else queue.get()
 
 

@@ -156,3 +156,26 @@ def test_trainers_without_ddp_support_refuse_multi_process():
 
     with pytest.raises(ConfigError, match="NotYet does not support multi-process"):
         NotYet({"single_spec": False}, torch.nn.Linear(1, 1))
+
+
+def test_compat_ddp_on_cpu_and_ensure_dir(tmp_path):
+    """C12: RecBole's AbstractTrainer builds DDP with device_ids=[local_rank], which DDP rejects for a
+    CPU module; C13: RecBole's ensure_dir races when several processes create the same folder."""
+    import torch.distributed as dist
+    from recbole.trainer.trainer import AbstractTrainer
+    from recbole.utils import logger as recbole_logger
+    from torch.nn.parallel import DistributedDataParallel
+
+    from recbole_ext.distributed import free_port
+
+    dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
+    try:
+        model = torch.nn.Linear(3, 1)
+        trainer = AbstractTrainer({"single_spec": False, "device": torch.device("cpu"), "local_rank": 0}, model)
+        assert isinstance(trainer.distributed_model, DistributedDataParallel)
+        assert trainer.distributed_model.device_ids is None
+    finally:
+        dist.destroy_process_group()
+    recbole_logger.ensure_dir(str(tmp_path / "a" / "b"))
+    recbole_logger.ensure_dir(str(tmp_path / "a" / "b"))  # exists already: no FileExistsError
+    assert (tmp_path / "a" / "b").is_dir()
