@@ -320,6 +320,44 @@ def test_full_sort_is_max_over_interests_and_masks_window(dataset, name):
         assert bool(torch.isinf(model.full_sort_predict(inter)[1, [4, 5, 6, 7, 8, 9]]).all())
 
 
+@pytest.mark.parametrize("name", ["ComiRec", "MIND", "REMI"])
+@pytest.mark.parametrize("history_mask", ["window_zero", "window_neg_inf", "none"])
+def test_bf16_rescore_top_k_equals_exact_fp32(dataset, name, history_mask):
+    """eval_scoring bf16_rescore: same top-k lists as the exact fp32 path (PAD and the trainer's
+    exclusions applied to both), certified rows plus the per-row fp32 fallback."""
+    model, _ = build(name, dataset, routing_init="fixed_eval", history_mask=history_mask, topk=[5, 10])
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    rows = [torch.randint(1, model.n_items, (int(n),), generator=gen).tolist()
+            for n in torch.randint(1, model.max_seq_length + 1, (64,), generator=gen)]
+    inter = batch(model, rows)
+    exclude = (torch.arange(64).repeat_interleave(3), torch.randint(1, model.n_items, (192,), generator=gen))
+
+    def top(scoring, margin):
+        model.eval_scoring, model.rescore_margin, model.eval_exclude = scoring, margin, exclude
+        with torch.no_grad():
+            scores = model.full_sort_predict(inter)
+        model.eval_exclude = None
+        scores[:, 0] = -float("inf")
+        scores[exclude] = -float("inf")
+        values, index = torch.topk(scores, 10, dim=1)
+        return values, index
+
+    exact_values, exact_index = top("fp32", 0)
+    for margin in (30, 0):  # margin 0: many rows cannot be certified and take the fp32 fallback
+        model.rescore_stats = {"rows": 0, "fallback_rows": 0}
+        values, index = top("bf16_rescore", margin)
+        assert torch.equal(index, exact_index)
+        torch.testing.assert_close(values, exact_values)
+        assert model.rescore_stats["rows"] == 64
+    assert model.rescore_stats["fallback_rows"] > 0  # the fallback path was exercised
+
+
+def test_eval_scoring_is_checked(dataset):
+    with pytest.raises(ConfigError, match="eval_scoring"):
+        build("ComiRec", dataset, eval_scoring="int8")
+
+
 # ---------------------------------------------------------------------------------------------- sampler
 def test_train_sampler_is_uniform_over_users_then_positions():
     from recbole_ext.data.utils import data_preparation

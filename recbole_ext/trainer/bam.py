@@ -39,6 +39,20 @@ class BaMTrainer(Trainer):
                 return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         return super()._build_optimizer(**kwargs)
 
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's full-sort batch; a two-stage scorer (``eval_scoring: bf16_rescore``) is told which
+        (row, item) pairs the trainer will set to -inf, so that it picks its candidates among the rest."""
+        if getattr(self.model, "eval_scoring", "fp32") == "fp32":
+            return super()._full_sort_batch_eval(batched_data)
+        history_index = batched_data[1]
+        if history_index is not None and self.device is not None:
+            history_index = tuple(t.to(self.device) for t in history_index)
+        self.model.eval_exclude = history_index
+        try:
+            return super()._full_sort_batch_eval(batched_data)
+        finally:
+            self.model.eval_exclude = None
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         if hasattr(self.model, "pop_routing_share"):

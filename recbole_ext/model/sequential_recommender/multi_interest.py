@@ -11,7 +11,9 @@ interests, plus the ``[B, K, L]`` attention for REMI's routing regularisation). 
 * the sampled-softmax loss over [positive, ``sampled_n`` uniform negatives] with REMI's
   interest-aware hard-negative reweighting (``rbeta``), computed only on the gathered logits;
 * BaM's multi-interest loss L_m (logits = logsumexp over interests) on the same negatives;
-* ``full_sort_predict`` / ``predict``: max over interests, batched over users;
+* ``full_sort_predict`` / ``predict``: max over interests, batched over users (one flat GEMM per item
+  chunk + amax); ``eval_scoring: bf16_rescore`` adds a certified two-stage scorer (bf16 candidates, exact
+  fp32 re-scoring, fp32 fallback for any row whose top-k cannot be certified);
 * the routing-share diagnostic (which interest each training target was routed to).
 
 Everything is vectorised over the batch: negatives for every row are drawn in one call.
@@ -30,6 +32,10 @@ from recbole_ext.errors import ConfigError
 SELECTIONS = ("hard", "p", "l")
 NEG_SAMPLE_MODES = ("batch", "row")
 HISTORY_MASKS = ("window_zero", "window_neg_inf", "none")
+EVAL_SCORINGS = ("fp32", "bf16_rescore")
+# bound on |bf16 score - exact score| / (max_k ||m_k|| * max_n ||e_n||): input rounding of both factors
+# (2u + u^2), fp32 accumulation, output rounding to bf16 (u), with u = 2^-8; 4u leaves a safety margin
+_BF16_REL_BOUND = 4.0 * 2.0**-8
 L_GRADS = ("none", "straight_through")
 
 
@@ -95,6 +101,11 @@ class MultiInterestRecommender(SequentialRecommender):
         self.neg_exclude_pad = bool(config["neg_exclude_pad"])
         self.history_mask = str(config["history_mask"] or "window_zero")
         self.l_grad = str(config["l_grad"] or "none")
+        self.eval_scoring = str(config["eval_scoring"] or "fp32")
+        self.eval_topk = max(config["topk"]) if config["topk"] else 20  # top-k the rescorer must certify
+        self.rescore_margin = int(config["rescore_margin"] if config["rescore_margin"] is not None else 44)
+        self.eval_exclude = None  # (rows, items) that the trainer will set to -inf (BaMTrainer sets it)
+        self.rescore_stats = {"rows": 0, "fallback_rows": 0}
         self._check_config()
 
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
@@ -104,6 +115,7 @@ class MultiInterestRecommender(SequentialRecommender):
         # routing-share diagnostic: per interest, #targets selected and #targets whose argmax it is
         self.register_buffer("route_selected", torch.zeros(self.interest_num), persistent=False)
         self.register_buffer("route_argmax", torch.zeros(self.interest_num), persistent=False)
+        self._weight_bf16 = None  # (weight, version, bf16 copy, max row norm) for eval_scoring bf16_rescore
 
     # ------------------------------------------------------------------------------------------
     def _check_config(self):
@@ -135,6 +147,10 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"{name}: neg_sample_mode must be one of {NEG_SAMPLE_MODES}, got '{self.neg_sample_mode}'")
         if self.history_mask not in HISTORY_MASKS:
             raise ConfigError(f"{name}: history_mask must be one of {HISTORY_MASKS}, got '{self.history_mask}'")
+        if self.eval_scoring not in EVAL_SCORINGS:
+            raise ConfigError(f"{name}: eval_scoring must be one of {EVAL_SCORINGS}, got '{self.eval_scoring}'")
+        if self.rescore_margin < 0:
+            raise ConfigError(f"{name}: rescore_margin must be >= 0, got {self.rescore_margin}")
         if self.l_grad not in L_GRADS:
             raise ConfigError(f"{name}: l_grad must be one of {L_GRADS}, got '{self.l_grad}'")
         if self.rbeta < 0 or self.rlambda < 0:
@@ -261,15 +277,88 @@ class MultiInterestRecommender(SequentialRecommender):
     def full_sort_predict(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         interests = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN])
-        weight_t = self.item_embedding.weight.t()
-        # running max over the K interests: [B, N] memory instead of [B, K, N]
-        scores = interests[:, 0] @ weight_t
-        for k in range(1, interests.shape[1]):
-            torch.maximum(scores, interests[:, k] @ weight_t, out=scores)
+        if self.eval_scoring == "bf16_rescore" and not torch.is_grad_enabled():
+            return self._bf16_rescore(interests, item_seq)
+        return self._mask_window(self._exact_scores(interests), item_seq)
+
+    def _mask_window(self, scores, item_seq):
         if self.history_mask != "none":
             # quirk Q6: items of the input window (and PAD if padded) get 0 (faithful) or -inf
             value = 0.0 if self.history_mask == "window_zero" else float("-inf")
             scores.scatter_(1, item_seq, value)
+        return scores
+
+    @staticmethod
+    def _max_scores(interests, weight, chunk_bytes=32 << 20):
+        """``max_k interests[:, k] . weight[n]`` as ``[B, N]`` (dtype of ``weight``): one flat GEMM
+        ``[B*K, d] x [d, n]`` per chunk of items into a reused buffer, then amax over K."""
+        b, k, d = interests.shape
+        n = weight.shape[0]
+        flat = interests.reshape(b * k, d).to(weight.dtype)
+        out = weight.new_empty((b, n))
+        step = max(256, min(n, chunk_bytes // max(1, b * k * weight.element_size())))
+        if torch.is_grad_enabled() and (weight.requires_grad or interests.requires_grad):  # out= has no autograd
+            return (flat @ weight.t()).view(b, k, n).amax(dim=1)
+        buf = weight.new_empty((b * k, min(step, n)))
+        for start in range(0, n, step):  # a few chunks (catalogue / step), not a loop over items
+            stop = min(n, start + step)
+            part = torch.mm(flat, weight[start:stop].t(), out=buf[:, : stop - start]).view(b, k, stop - start)
+            dest = out[:, start:stop]
+            if k == 1:
+                dest.copy_(part[:, 0])
+                continue
+            # pairwise running max over the K interests (much faster than a strided amax over dim 1)
+            torch.maximum(part[:, 0], part[:, 1], out=dest)
+            for i in range(2, k):
+                torch.maximum(dest, part[:, i], out=dest)
+        return out
+
+    def _exact_scores(self, interests):
+        return self._max_scores(interests, self.item_embedding.weight)
+
+    def _bf16_rescore(self, interests, item_seq):
+        """Two-stage scorer whose top-``eval_topk`` equals the exact fp32 path's (certified per row).
+
+        1. bf16 scores of every item (max over interests), window value and the trainer's exclusions
+           (PAD, ``eval_exclude``) applied; the ``C = eval_topk + rescore_margin`` best are candidates.
+        2. Exact fp32 scores of the candidates (same masking); every other item gets -inf.
+        3. Certificate: a non-candidate's bf16 score is <= t (the C-th bf16 score), hence its exact
+           score is <= t + delta with delta = 4 * 2^-8 * max_k ||m_k|| * max_n ||e_n||. A row whose
+           ``eval_topk``-th exact candidate score exceeds t + delta has its exact top-k among the
+           candidates; the other rows are recomputed with the exact fp32 path.
+        """
+        weight = self.item_embedding.weight
+        b, n = interests.shape[0], weight.shape[0]
+        k = min(self.eval_topk, n)
+        c = min(n, k + self.rescore_margin)
+        if self._weight_bf16 is None or self._weight_bf16[0] is not weight or self._weight_bf16[1] != weight._version:
+            self._weight_bf16 = (weight, weight._version, weight.detach().to(torch.bfloat16), weight.detach().norm(dim=1).max())
+        weight_bf16, max_item_norm = self._weight_bf16[2], self._weight_bf16[3]
+        neg_inf = float("-inf")
+        approx = self._mask_window(self._max_scores(interests, weight_bf16), item_seq)
+        approx[:, 0] = neg_inf
+        exclude = self.eval_exclude
+        if exclude is not None:
+            approx[exclude] = neg_inf
+        approx_top, cand = torch.topk(approx, c, dim=1)  # [B, C]
+        del approx
+        exact = torch.einsum("bkd,bcd->bkc", interests, weight[cand]).amax(dim=1)  # [B, C] fp32
+        if self.history_mask != "none":
+            value = 0.0 if self.history_mask == "window_zero" else neg_inf
+            in_window = (cand.unsqueeze(2) == item_seq.unsqueeze(1)).any(dim=2)
+            exact = exact.masked_fill(in_window, value)
+        exact = exact.masked_fill(torch.isneginf(approx_top), neg_inf)  # PAD / excluded stay excluded
+        delta = _BF16_REL_BOUND * interests.norm(dim=2).amax(dim=1) * max_item_norm  # [B]
+        threshold = approx_top[:, -1].float() + delta
+        kth = torch.topk(exact, k, dim=1).values[:, -1]
+        certified = (kth > threshold) | (c >= n)
+        scores = exact.new_full((b, n), neg_inf)
+        scores.scatter_(1, cand, exact)
+        fallback = (~certified).nonzero(as_tuple=True)[0]
+        if fallback.numel():
+            scores[fallback] = self._mask_window(self._exact_scores(interests[fallback]), item_seq[fallback])
+        self.rescore_stats["rows"] += b
+        self.rescore_stats["fallback_rows"] += int(fallback.numel())
         return scores
 
     # ------------------------------------------------------------------------------------------
