@@ -156,6 +156,23 @@ def atomic_write(path, write, mode="wb"):
         raise
 
 
+_CLAIMED_PATHS = set()
+
+
+def unique_checkpoint_path(path):
+    """``path``, or ``<stem>-<n><ext>`` if that file exists or another trainer of this process has
+    claimed it. RecBole names checkpoints ``<Model>-<local time to the second>.pth``: two runs
+    started in the same second (a post-training run right after its pretraining run) would
+    otherwise overwrite each other's checkpoint."""
+    stem, ext = os.path.splitext(path)
+    candidate, n = path, 0
+    while candidate in _CLAIMED_PATHS or os.path.exists(candidate):
+        n += 1
+        candidate = f"{stem}-{n}{ext}"
+    _CLAIMED_PATHS.add(candidate)
+    return candidate
+
+
 def atomic_torch_save(obj, path):
     """``torch.save`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda f: torch.save(obj, f))

@@ -100,6 +100,18 @@ def test_foreign_and_truncated_checkpoints_are_refused(run_dir, quiet_config):
         load_checkpoint(run_dir / "missing.pth")
 
 
+def test_runs_in_the_same_second_never_share_a_checkpoint(run_dir, quiet_config):
+    config = Config("Pop", "ml-100k", config_dict=quiet_config)
+    train_data, _, _ = data_preparation(config, create_dataset(config))
+    _, first = build_model_and_trainer(config, train_data)
+    _, second = build_model_and_trainer(config, train_data)
+    assert first.saved_model_file != second.saved_model_file
+    first._save_checkpoint(0, verbose=False)
+    _, third = build_model_and_trainer(config, train_data)
+    assert third.saved_model_file not in (first.saved_model_file, second.saved_model_file)
+    assert os.path.isfile(first.saved_model_file)
+
+
 def test_atomic_save_leaves_nothing_on_failure(run_dir):
     class Unpicklable:
         def __reduce__(self):

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from recbole.trainer import Trainer as RecBoleTrainer
 from torch.utils.data.distributed import DistributedSampler
 
+from recbole_ext.checkpoint import unique_checkpoint_path
 from recbole_ext.evaluator.collector import ExtCollector
 from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
 
@@ -39,6 +40,8 @@ class ExtTrainerMixin:
             self.eval_collector = ExtCollector(config)
         self.reranker = build_reranker(config)
         self._train_collected = False
+        if getattr(self, "saved_model_file", None):
+            self.saved_model_file = unique_checkpoint_path(self.saved_model_file)
         if self.distributed:
             # every process must read the checkpoint rank 0 writes (RecBole names it per process,
             # by local time: the names differ when the processes start in different seconds)
