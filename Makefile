@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow test-pandas3 clean
+.PHONY: install install-tune demo test test-slow test-pandas3 clean
 
 install: $(STAMP)
 
@@ -17,10 +17,18 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The optional Ray Tune extra (run_hyper.py); the test-suite runs a parallel search, so `make test` asks for it.
+TUNE_STAMP := $(VENV)/.installed-tune
+install-tune: $(TUNE_STAMP)
+
+$(TUNE_STAMP): $(STAMP) requirements-tune.txt
+	$(PY) -m pip install -q -r requirements-tune.txt
+	touch $(TUNE_STAMP)
+
 demo: install
 	$(PY) -m recbole_ext.demo
 
-test: install
+test: install install-tune
 	$(PY) -m pytest -q
 
 test-slow: install
