@@ -21,7 +21,8 @@ from recbole_ext.trainer.morec_sampler import (
     signed_sgd_update,
 )
 
-EXAMPLE = "/work/shared/datasets/morec-example"
+# the shared data sets lie beside the repository (../shared), as in CI
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "datasets", "morec-example")
 
 
 # ------------------------------------------------------------------------------------------ metrics
