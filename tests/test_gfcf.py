@@ -121,6 +121,28 @@ def test_variant_presets_and_overrides():
     assert resolve_options({})["gfcf_k"] == 256 and resolve_options({})["gfcf_alpha"] == 0.3
 
 
+def test_propack_svd_matches_exact_filter(monkeypatch):
+    """gfcf_svd: propack (the fast path) gives the exact (ARPACK) path's ideal filter on a sparse matrix."""
+    import scipy.sparse as sp
+
+    from recbole_ext.model.general_recommender import gfcf
+
+    monkeypatch.setattr(gfcf, "DENSE_SVD_MAX_ENTRIES", 0)  # force the sparse solvers on a small matrix
+    rng = np.random.default_rng(3)
+    X = sp.random(300, 400, density=0.03, random_state=rng, format="csr")
+    X.data[:] = 1.0
+    norm, di_inv, di_right = gfcf.normalise(X)
+    filters = {}
+    for method in ("exact", "propack"):
+        V = gfcf.truncated_svd(norm, 30, method, seed=2020)
+        filters[method] = (di_inv[:, None] * V) @ (V.T * di_right[None, :])
+    dense_v = np.linalg.svd(norm.toarray())[2][:30].T
+    reference = (di_inv[:, None] * dense_v) @ (dense_v.T * di_right[None, :])
+    np.testing.assert_allclose(filters["propack"], filters["exact"], atol=1e-8)
+    np.testing.assert_allclose(filters["propack"], reference, atol=1e-8)
+    assert resolve_options({"gfcf_svd": "propack"})["gfcf_svd"] == "propack"
+
+
 @pytest.mark.parametrize(
     "keys, message",
     [
