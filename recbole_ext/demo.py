@@ -30,8 +30,8 @@ DEMO_RUNS = [
     ("LightGCN", "LightGCN", {}, 10, 1),
     ("EASE", "EASE", {}, 1, 1),
     ("GFCF", "GFCF", {}, 1, 1),
-    ("TwoTower", "TwoTower", {}, 5, 1),
-    ("BaM_REMI", "BaM_REMI", dict(LEAVE_ONE_OUT, MAX_ITEM_LIST_LENGTH=20, iters_per_epoch=200), 2, 1),
+    ("TwoTower", "TwoTower", {}, 10, 1),
+    ("BaM_REMI", "BaM_REMI", dict(LEAVE_ONE_OUT, MAX_ITEM_LIST_LENGTH=20, iters_per_epoch=200), 5, 1),
 ]
 
 
