@@ -124,6 +124,18 @@ def _write(folder, name, frames):
             frame.to_csv(f, sep="\t", header=False, index=False)
 
 
+def _write_finetune_task(out_root, name, examples, user_frame):
+    """A fine-tuning task: ``.inter`` (user, target) examples + ``.user`` source sequences."""
+    _write(
+        os.path.join(out_root, name),
+        name,
+        {
+            "inter": (examples, ["user_id:token", "item_id:token"]),
+            "user": (user_frame, ["user_id:token", "source_seq:token_seq"]),
+        },
+    )
+
+
 def age_band(ages):
     ages = np.asarray(ages, dtype=int)
     labels = np.empty(len(ages), dtype=object)
@@ -143,14 +155,7 @@ def write_attribute_task(out_root, attribute="gender", max_source_len=50, name=N
     label = age_band(users["age"]) if attribute == "age" else users[attribute].to_numpy()
     examples = pd.DataFrame({"user_id": users["user_id"].to_numpy(), "item_id": label})
     user_frame = pd.DataFrame({"user_id": seqs.index.to_numpy(), "source_seq": seqs.to_numpy()})
-    _write(
-        os.path.join(out_root, name),
-        name,
-        {
-            "inter": (examples, ["user_id:token", "item_id:token"]),
-            "user": (user_frame, ["user_id:token", "source_seq:token_seq"]),
-        },
-    )
+    _write_finetune_task(out_root, name, examples, user_frame)
     return name
 
 
@@ -180,14 +185,7 @@ def write_coldrec_task(out_root, target_genres=("Horror", "Film-Noir", "Document
     first = first.groupby("user_id", sort=False).head(int(max_targets))
     user_frame = pd.DataFrame({"user_id": seqs.index.to_numpy(), "source_seq": seqs.to_numpy()})
     user_frame = user_frame[user_frame["user_id"].isin(first["user_id"])]
-    _write(
-        os.path.join(out_root, target_name),
-        target_name,
-        {
-            "inter": (first[["user_id", "item_id"]], ["user_id:token", "item_id:token"]),
-            "user": (user_frame, ["user_id:token", "source_seq:token_seq"]),
-        },
-    )
+    _write_finetune_task(out_root, target_name, first[["user_id", "item_id"]], user_frame)
     return source_name, target_name
 
 
@@ -220,14 +218,7 @@ def finetune_file_to_atomic(path, out_root, name):
         [(u, t) for u, (_, targets) in zip(users, rows) for t in targets], columns=["user_id", "item_id"]
     )
     user_frame = pd.DataFrame({"user_id": users, "source_seq": [" ".join(s) for s, _ in rows]})
-    _write(
-        os.path.join(out_root, name),
-        name,
-        {
-            "inter": (examples, ["user_id:token", "item_id:token"]),
-            "user": (user_frame, ["user_id:token", "source_seq:token_seq"]),
-        },
-    )
+    _write_finetune_task(out_root, name, examples, user_frame)
     return name
 
 
