@@ -1,8 +1,12 @@
 """Small real-format atomic datasets written on the fly for tests."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_tiny_dataset(root, name="tiny", n_users=40, n_items=30, per_user=8, seed=0, item_file=True):
@@ -47,3 +51,16 @@ def tiny_config(root, quiet_config, **extra):
     )
     config.update(extra)
     return config
+
+
+def run_cli(args, cwd=None, timeout=300):
+    """Run ``run_recbole.py`` with ``args`` in a subprocess (one thread, this checkout importable)."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_recbole.py")] + list(args),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

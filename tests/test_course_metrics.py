@@ -11,9 +11,8 @@ by hand in the comments.
 """
 
 import itertools
+import os
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from recbole.evaluator.collector import DataStruct
 from recbole.evaluator.metrics import Hit, Precision, Recall, ShannonEntropy
 
 from recbole_ext.evaluator.metrics import course
+from tests.helpers import REPO, run_cli
 
 LISTS = [[1, 2, 3], [1, 2, 4], [1, 5, 2]]
 HITS = [[1, 0, 1], [0, 0, 0], [0, 1, 0]]
@@ -160,27 +160,18 @@ def test_names_do_not_shadow_recbole():
 
 def test_run_recbole_cli_all_metrics(run_dir):
     """Every course metric through run_recbole.py on ml-100k (GF-CF, closed form: fast)."""
-    import os
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     names = [c.__name__ for c in HAND]
-    out = subprocess.run(
+    out = run_cli(
         [
-            sys.executable,
-            os.path.join(root, "run_recbole.py"),
             "--model=GFCF",
             "--dataset=ml-100k",
-            f"--config_files={os.path.join(root, 'properties', 'gfcf_ml-100k.yaml')}",
+            f"--config_files={os.path.join(REPO, 'properties', 'gfcf_ml-100k.yaml')}",
             f"--metrics={['Recall', 'NDCG'] + names}",
             "--topk=[10]",
             "--valid_metric=NDCG@10",
             "--state=WARNING",
             "--show_progress=False",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
+        ]
     )
     assert out.returncode == 0, out.stderr[-3000:]
     table = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if "@10" in line}

@@ -4,8 +4,6 @@ extensions, the re-ranking hook, and learned quality on ml-100k."""
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,10 +19,7 @@ from recbole_ext.evaluator.register import EXT_METRICS
 from recbole_ext.quick_start import build_model_and_trainer, load_data_and_model, run_recbole
 from recbole_ext.trainer import RERANKERS, Reranker, register_reranker
 from recbole_ext.utils import create_dataset, data_preparation
-from tests.helpers import tiny_config, write_tiny_dataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from tests.helpers import run_cli, tiny_config, write_tiny_dataset
 
 # ------------------------------------------------------------------------------------------------
 # checkpoints
@@ -137,20 +132,8 @@ def test_json_summary(run_dir, quiet_config):
     assert os.path.isfile(summary["checkpoint"])
 
 
-def _cli(args, cwd):
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "run_recbole.py")] + args,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_cli_runs_and_reports(run_dir):
-    proc = _cli(["--model=Pop", "--dataset=ml-100k", "--epochs=1", "--state=WARNING", "--show_progress=False"], run_dir)
+    proc = run_cli(["--model=Pop", "--dataset=ml-100k", "--epochs=1", "--state=WARNING", "--show_progress=False"], run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "Pop on ml-100k" in proc.stdout and "ndcg@10" in proc.stdout
     path = proc.stdout.strip().splitlines()[-1].split("summary written to ")[1]
@@ -158,9 +141,9 @@ def test_cli_runs_and_reports(run_dir):
 
 
 def test_cli_errors_exit_nonzero_with_message(run_dir):
-    proc = _cli(["--model=Popp", "--dataset=ml-100k"], run_dir)
+    proc = run_cli(["--model=Popp", "--dataset=ml-100k"], run_dir)
     assert proc.returncode == 2 and "unknown model 'Popp'" in proc.stderr and "Pop" in proc.stderr
-    proc = _cli(["--model=Pop", "--dataset=nowhere", "--state=WARNING"], run_dir)
+    proc = run_cli(["--model=Pop", "--dataset=nowhere", "--state=WARNING"], run_dir)
     assert proc.returncode == 2 and "nowhere.inter" in proc.stderr
     assert not glob.glob(str(run_dir / "saved" / "*.pth"))  # nothing half-written
 

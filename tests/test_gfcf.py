@@ -11,6 +11,7 @@ from recbole_ext.errors import ConfigError
 from recbole_ext.model.general_recommender.gfcf import GFCF, resolve_options
 from recbole_ext.quick_start import load_data_and_model, run_recbole
 from recbole_ext.utils import create_dataset
+from tests.helpers import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -202,13 +203,8 @@ def test_checkpoint_roundtrip(run_dir, quiet_config):
 @pytest.mark.parametrize("tower_type", ["concat", "product"])
 def test_twotower_ml100k_beats_pop(run_dir, pop_result, tower_type):
     """Both tower types through run_recbole.py (the worked-example config), 2 epochs."""
-    import subprocess
-    import sys
-
-    out = subprocess.run(
+    out = run_cli(
         [
-            sys.executable,
-            os.path.join(ROOT, "run_recbole.py"),
             "--model=TwoTower",
             "--dataset=ml-100k",
             f"--config_files={os.path.join(ROOT, 'properties', 'twotower_ml-100k.yaml')}",
@@ -217,11 +213,7 @@ def test_twotower_ml100k_beats_pop(run_dir, pop_result, tower_type):
             "--metrics=['Recall','NDCG']",
             "--state=WARNING",
             "--show_progress=False",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
+        ]
     )
     assert out.returncode == 0, out.stderr[-3000:]
     test = {line.split()[0]: float(line.split()[-1]) for line in out.stdout.splitlines() if "@10" in line}
