@@ -12,6 +12,12 @@ from recbole.evaluator.base_metric import AbstractMetric
 EXT_METRICS = {}
 
 
+def topk_list(config):
+    """``config['topk']`` as a list (a Config normalises it already; plain dicts in unit tests may not)."""
+    topk = config["topk"]
+    return [topk] if isinstance(topk, int) else list(topk)
+
+
 def register_metric(cls):
     """Class decorator: make ``cls`` (an ``AbstractMetric``) available as ``cls.__name__.lower()``.
 

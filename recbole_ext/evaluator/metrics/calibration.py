@@ -13,7 +13,7 @@ from recbole.utils import EvaluatorType
 from recbole_ext.data.popularity import USER_GROUP_NAMES, calibration_data
 from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.collector import register_data_provider
-from recbole_ext.evaluator.register import register_metric
+from recbole_ext.evaluator.register import register_metric, topk_list
 
 EPS = 1e-10
 
@@ -69,11 +69,6 @@ def per_user_jsd(items, users, item_group, user_target):
     return jsd(user_target[users].unsqueeze(1), shares)
 
 
-def _topk_values(config):
-    topk = config["topk"]
-    return [topk] if isinstance(topk, int) else list(topk)
-
-
 class _CalibrationMetric(AbstractMetric):
     metric_type = EvaluatorType.RANKING
     metric_need = ["rec.items", "rec.users", "calib.item_group", "calib.user_target"]
@@ -81,7 +76,7 @@ class _CalibrationMetric(AbstractMetric):
 
     def __init__(self, config):
         super().__init__(config)
-        self.topk = _topk_values(config)
+        self.topk = topk_list(config)
 
     def per_user(self, dataobject):
         raise NotImplementedError
@@ -162,7 +157,7 @@ class UserGroup(AbstractMetric):
     def __init__(self, config):
         super().__init__(config)
         self.config = config
-        self.topk = _topk_values(config)
+        self.topk = topk_list(config)
         names = config["usergroup_metrics"]
         self.names = ["ndcg", "jsd"] if names is None else [str(n).lower() for n in names]
 

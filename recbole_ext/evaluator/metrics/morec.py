@@ -35,7 +35,7 @@ from recbole.utils import EvaluatorType
 from recbole_ext.data import morec_data
 from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.collector import register_batch_provider, register_data_provider
-from recbole_ext.evaluator.register import register_metric
+from recbole_ext.evaluator.register import register_metric, topk_list
 
 EPS = 1e-10
 
@@ -99,7 +99,7 @@ class _PairMetric(AbstractMetric):
 
     def __init__(self, config):
         super().__init__(config)
-        self.topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+        self.topk = topk_list(config)
 
     def calculate_metric(self, dataobject):
         rank, items = pair_ranks(dataobject.get("rec.items"), dataobject.get("rec.positives"))
@@ -198,7 +198,7 @@ class PopKL(AbstractMetric):
 
     def __init__(self, config):
         super().__init__(config)
-        self.topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+        self.topk = topk_list(config)
         self.aggregate = morec_data._cfg(config, "morec_popkl_aggregate", "batch")
         if self.aggregate not in ("batch", "global"):
             raise ConfigError(f"morec_popkl_aggregate must be 'batch' (UniRec, M10) or 'global', got {self.aggregate!r}")
