@@ -138,3 +138,28 @@ def test_c3_checkpoint_loads_weights_only_after_a_run(run_dir, quiet_config):
     checkpoint = torch.load(result["checkpoint"], weights_only=True)
     assert checkpoint["meta"]["model"] == "BPR"
     assert isinstance(checkpoint["config"]["MODEL_TYPE"], str)
+
+
+def test_ext_collector_topk_equals_recbole_collector(quiet_config):
+    """ExtCollector builds rec.items / rec.topk from one top-k and the positive pairs (no [B, N] matrix);
+    every collected key must equal RecBole's Collector on the same batch (duplicate positives included)."""
+    from recbole.evaluator.collector import Collector
+
+    from recbole_ext.config import Config
+    from recbole_ext.evaluator.collector import ExtCollector
+
+    config = Config("BPR", "ml-100k", config_dict=dict(quiet_config, metrics=["Recall", "NDCG", "Hit", "GAUC", "ItemCoverage"], valid_metric="Recall@3",
+                                                          topk=[3, 7], eval_args={"mode": "full", "split": {"RS": [0.8, 0.1, 0.1]}}))
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(9, 40, generator=generator)
+    scores[:, 5] = scores[:, 6]  # ties
+    positive_u = torch.randint(0, 9, (30,), generator=generator)
+    positive_i = torch.randint(0, 40, (30,), generator=generator)
+    positive_u, positive_i = torch.cat([positive_u, positive_u[:4]]), torch.cat([positive_i, positive_i[:4]])
+    ours, theirs = ExtCollector(config), Collector(config)
+    for collector in (ours, theirs):
+        collector.eval_batch_collect(scores, None, positive_u, positive_i)
+    assert ours.register.need("rec.topk") and ours.register.need("rec.meanrank")
+    for key in ("rec.items", "rec.topk", "rec.meanrank"):
+        a, b = ours.data_struct.get(key), theirs.data_struct.get(key)
+        assert a.dtype == b.dtype and torch.equal(a, b), key

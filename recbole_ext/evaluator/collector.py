@@ -14,6 +14,10 @@ following are understood:
 
 Per-evaluation keys are reset between evaluations so that a second evaluation does not see the rows
 of the first.
+
+``rec.items`` / ``rec.topk`` are built from one top-k per batch and the positive pairs themselves, with the same
+values as RecBole's Collector (which runs top-k twice and fills a ``[batch, n_items]`` int matrix to count
+positives: at a large catalogue that allocation costs more than the top-k).
 """
 
 import torch
@@ -96,11 +100,26 @@ class ExtCollector(Collector):
                 self.data_struct.set(key, DATA_PROVIDERS[key](dataset, self.config))
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
-        super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        need_items, need_topk = self.register.need("rec.items"), self.register.need("rec.topk")
+        if need_items or need_topk:
+            topk_idx = torch.topk(scores_tensor, max(self.topk), dim=-1).indices
+            if need_items:
+                self.data_struct.update_tensor("rec.items", topk_idx)
+            if need_topk:
+                self.data_struct.update_tensor("rec.topk", topk_hits(topk_idx, positive_u, positive_i, scores_tensor.shape))
+        self._collect_rest(scores_tensor, interaction, positive_u, positive_i)
         for key in self.batch_keys:
             value = BATCH_PROVIDERS[key](scores_tensor, interaction, positive_u, positive_i, self)
             self.data_struct.update_tensor(key, value)
         self.rows_seen += scores_tensor.shape[0]
+
+    def _collect_rest(self, scores_tensor, interaction, positive_u, positive_i):
+        """RecBole's collection of every key except ``rec.items`` / ``rec.topk`` (done above)."""
+        register, self.register = self.register, _RegisterWithout(self.register, ("rec.items", "rec.topk"))
+        try:
+            super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
+        finally:
+            self.register = register
 
     def set_shard(self, n_real_rows, n_rows):
         """Multi-process evaluation: this process evaluates ``n_rows`` rows (its share of the
@@ -152,6 +171,28 @@ class ExtCollector(Collector):
         for key in keys:
             struct.set(key, torch.cat(merged[key], dim=0))
         return struct
+
+
+class _RegisterWithout:
+    """A view of a RecBole ``Register`` that reports the ``skip`` keys as not needed."""
+
+    def __init__(self, register, skip):
+        self.register, self.skip = register, skip
+
+    def need(self, key):
+        return key not in self.skip and self.register.need(key)
+
+
+def topk_hits(topk_idx, positive_u, positive_i, shape):
+    """RecBole's ``rec.topk`` rows ``[hit_1 .. hit_k, n_positives]`` (int) without a ``[B, N]`` matrix:
+    positives are (row, item) pairs, duplicates counted once, as RecBole's ``pos_matrix[u, i] = 1`` does."""
+    n_rows, n_items = shape
+    device = topk_idx.device
+    keys = torch.unique(positive_u.to(device).long() * n_items + positive_i.to(device).long())  # sorted
+    pos_len = torch.bincount(keys // n_items, minlength=n_rows)[:n_rows]
+    cand = torch.arange(n_rows, device=device).unsqueeze(1) * n_items + topk_idx
+    pos_idx = torch.isin(cand, keys)
+    return torch.cat((pos_idx.long(), pos_len.long().unsqueeze(1)), dim=1)  # int64, as RecBole's cat yields
 
 
 def _metric_need(metric_name):
