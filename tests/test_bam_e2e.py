@@ -70,6 +70,24 @@ def test_bam_remi_beats_pop_on_ml100k(run_dir, quiet_config):
     for epoch in history["epochs"]:
         assert sum(epoch["selected"]) == pytest.approx(1.0) and sum(epoch["argmax"]) == pytest.approx(1.0)
 
+    # evaluation through the top-k-only path (full_sort_topk, both scorers) = RecBole's score-matrix path
+    from recbole_ext.quick_start import load_data_and_model
+    from recbole_ext.utils import get_trainer
+
+    config, model, _, train_data, _, test_data = load_data_and_model(bam["checkpoint"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
+    trainer.collect_train_data(train_data)
+    assert trainer._topk_only_eval()
+    results = {}
+    for scoring in ("fp32", "bf16_rescore"):
+        model.eval_scoring = scoring
+        results[scoring] = trainer.evaluate(test_data, load_best_model=False)
+    trainer._topk_only_eval = lambda: False
+    model.eval_scoring = "fp32"
+    results["score matrix"] = trainer.evaluate(test_data, load_best_model=False)
+    assert results["fp32"] == results["bf16_rescore"] == results["score matrix"]
+    assert results["fp32"]["ndcg@10"] == pytest.approx(bam["test_result"]["ndcg@10"])
+
 
 @pytest.mark.parametrize("model", ["MIND", "ComiRec", "REMI"])
 def test_backbone_by_selection_grid_runs(run_dir, quiet_config, model):

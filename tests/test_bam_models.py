@@ -353,6 +353,32 @@ def test_bf16_rescore_top_k_equals_exact_fp32(dataset, name, history_mask):
     assert model.rescore_stats["fallback_rows"] > 0  # the fallback path was exercised
 
 
+@pytest.mark.parametrize("name", ["ComiRec", "MIND", "REMI"])
+@pytest.mark.parametrize("history_mask", ["window_zero", "window_neg_inf"])
+def test_full_sort_topk_equals_topk_of_masked_scores(dataset, name, history_mask):
+    """full_sort_topk (users in blocks, no [B, N] matrix) = torch.topk over full_sort_predict with PAD and the
+    trainer's exclusions at -inf, for both scorers; blocks of 7 rows and margin 0 exercise the row split and
+    the bf16 fallback."""
+    model, _ = build(name, dataset, routing_init="fixed_eval", history_mask=history_mask, topk=[5, 10])
+    model.eval()
+    gen = torch.Generator().manual_seed(2)
+    rows = [torch.randint(1, model.n_items, (int(n),), generator=gen).tolist()
+            for n in torch.randint(1, model.max_seq_length + 1, (40,), generator=gen)]
+    inter = batch(model, rows)
+    exclude = (torch.arange(40).repeat_interleave(4), torch.randint(1, model.n_items, (160,), generator=gen))
+    with torch.no_grad():
+        scores = model.full_sort_predict(inter)
+    scores[:, 0] = -float("inf")
+    scores[exclude] = -float("inf")
+    expected = torch.topk(scores, 10, dim=1).indices
+    model.eval_block_size = 7
+    for scoring, margin in (("fp32", 44), ("bf16_rescore", 44), ("bf16_rescore", 0)):
+        model.eval_scoring, model.rescore_margin = scoring, margin
+        model.rescore_stats = {"rows": 0, "fallback_rows": 0}
+        assert torch.equal(model.full_sort_topk(inter, 10, exclude), expected), (scoring, margin)
+    assert model.rescore_stats["fallback_rows"] > 0
+
+
 def test_eval_scoring_is_checked(dataset):
     with pytest.raises(ConfigError, match="eval_scoring"):
         build("ComiRec", dataset, eval_scoring="int8")

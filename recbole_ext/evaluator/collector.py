@@ -17,7 +17,9 @@ of the first.
 
 ``rec.items`` / ``rec.topk`` are built from one top-k per batch and the positive pairs themselves, with the same
 values as RecBole's Collector (which runs top-k twice and fills a ``[batch, n_items]`` int matrix to count
-positives: at a large catalogue that allocation costs more than the top-k).
+positives: at a large catalogue that allocation costs more than the top-k). When the metrics need nothing but
+those two keys, a trainer may hand over the top-k lists alone (:class:`TopKScores`, from a model's
+``full_sort_topk``) instead of a ``[batch, n_items]`` score matrix; :meth:`ExtCollector.topk_only` says when.
 """
 
 import torch
@@ -78,6 +80,18 @@ def _batch_positives(scores, interaction, positive_u, positive_i, collector):
     return torch.stack([rows, positive_i.cpu()], dim=1)
 
 
+class TopKScores:
+    """Full-sort result given as each row's top-k item ids ``[B, k]`` (best first) over ``n_items`` items, in
+    place of the score matrix: enough for ``rec.items`` / ``rec.topk``."""
+
+    def __init__(self, indices, n_items):
+        self.indices, self.n_items = indices, int(n_items)
+        self.shape = (indices.shape[0], self.n_items)
+
+
+TOPK_KEYS = ("rec.items", "rec.topk")
+
+
 class ExtCollector(Collector):
     """Collector with side information, user ids and custom per-batch inputs."""
 
@@ -99,8 +113,23 @@ class ExtCollector(Collector):
             elif key in DATA_PROVIDERS:
                 self.data_struct.set(key, DATA_PROVIDERS[key](dataset, self.config))
 
+    def topk_only(self):
+        """True when every per-batch input the metrics need can be built from top-k lists alone."""
+        per_batch = [key for key in self.needs if key.startswith("rec.") or key == "data.label"]
+        return not self.batch_keys and all(key in TOPK_KEYS for key in per_batch)
+
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
         need_items, need_topk = self.register.need("rec.items"), self.register.need("rec.topk")
+        if isinstance(scores_tensor, TopKScores):
+            if not self.topk_only():
+                raise TypeError("TopKScores given, but the metrics need more than the top-k lists: pass the scores")
+            topk_idx = scores_tensor.indices[:, : max(self.topk)]
+            if need_items:
+                self.data_struct.update_tensor("rec.items", topk_idx)
+            if need_topk:
+                self.data_struct.update_tensor("rec.topk", topk_hits(topk_idx, positive_u, positive_i, scores_tensor.shape))
+            self.rows_seen += scores_tensor.shape[0]
+            return
         if need_items or need_topk:
             topk_idx = torch.topk(scores_tensor, max(self.topk), dim=-1).indices
             if need_items:
@@ -115,7 +144,7 @@ class ExtCollector(Collector):
 
     def _collect_rest(self, scores_tensor, interaction, positive_u, positive_i):
         """RecBole's collection of every key except ``rec.items`` / ``rec.topk`` (done above)."""
-        register, self.register = self.register, _RegisterWithout(self.register, ("rec.items", "rec.topk"))
+        register, self.register = self.register, _RegisterWithout(self.register, TOPK_KEYS)
         try:
             super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
         finally:

@@ -15,7 +15,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from torch.utils.data.distributed import DistributedSampler
 
 from recbole_ext.checkpoint import unique_checkpoint_path
-from recbole_ext.evaluator.collector import ExtCollector
+from recbole_ext.evaluator.collector import ExtCollector, TopKScores
 from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
 
 
@@ -102,7 +102,24 @@ class ExtTrainerMixin:
             return result
         return super()._map_reduce(result, num_sample)
 
+    def _topk_only_eval(self):
+        """Full-sort batches may return top-k lists only: the model has ``full_sort_topk``, the metrics need
+        nothing else (ExtCollector.topk_only) and no re-ranker needs the scores."""
+        return (
+            self.reranker is None
+            and callable(getattr(self.model, "full_sort_topk", None))
+            and isinstance(self.eval_collector, ExtCollector)
+            and self.eval_collector.topk_only()
+        )
+
     def _full_sort_batch_eval(self, batched_data):
+        if self._topk_only_eval():
+            interaction, history_index, positive_u, positive_i = batched_data
+            interaction = interaction.to(self.device)
+            if history_index is not None:
+                history_index = tuple(t.to(self.device) for t in history_index)
+            indices = self.model.full_sort_topk(interaction, max(self.config["topk"]), history_index)
+            return interaction, TopKScores(indices, self.tot_item_num), positive_u, positive_i
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
         if self.reranker is not None:
             ranked = self.reranker.rerank(scores, interaction)
