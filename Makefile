@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-tune demo test test-slow test-pandas3 clean
+.PHONY: install install-tune demo test test-slow test-pandas3 clean readme
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ test: install install-tune
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
+
+# README's capability sections are copies of docs/*.md: edit the docs, then run this.
+readme:
+	$(PY) tools/sync_readme.py
 
 clean:
 	rm -rf $(VENV) log log_tensorboard saved/*.pth saved/results

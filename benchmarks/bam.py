@@ -157,7 +157,7 @@ def part_speed(args):
         synthetic_bam_file(src)
     info = convert(src, data_dir, "synthetic24k")
     results = {"items": info["items"], "users": info["users"], "interactions": info["interactions"],
-               "threads": args.threads}
+               "threads": args.threads, "load_before": round(os.getloadavg()[0], 2)}
 
     cfg = {"data_path": info["data_path"], "load_col": None, "MAX_ITEM_LIST_LENGTH": 50,
            "train_batch_size": 128, "sampled_n": 1280, "eval_batch_size": 1024, "iters_per_epoch": 1000,
@@ -186,38 +186,20 @@ def part_speed(args):
         trainer.optimizer.step()
         return time.perf_counter() - start
 
-    def previous_full_sort_predict(interaction):  # the path before the fast scorer (K GEMMs + running max)
-        item_seq = interaction[model.ITEM_SEQ]
-        interests = model.forward(item_seq, interaction[model.ITEM_SEQ_LEN])
-        weight_t = model.item_embedding.weight.t()
-        scores = interests[:, 0] @ weight_t
-        for k in range(1, interests.shape[1]):
-            torch.maximum(scores, interests[:, k] @ weight_t, out=scores)
-        scores.scatter_(1, item_seq, 0.0)
-        return scores
-
     def eval_ours(variant):
+        """RecBole's evaluate over all test users, metrics included. ``matrix``: the score-matrix path (exact fp32
+        full_sort_predict, ExtCollector); ``topk_fp32`` / ``topk_bf16``: the top-k-only path (full_sort_topk)."""
         model.eval()
-        model.eval_scoring = "bf16_rescore" if variant == "bf16" else "fp32"
-        if variant == "previous":
-            model.full_sort_predict = previous_full_sort_predict
+        model.eval_scoring = "bf16_rescore" if variant == "topk_bf16" else "fp32"
+        if variant == "matrix":
+            trainer._topk_only_eval = lambda: False
         try:
             start = time.perf_counter()
             result = trainer.evaluate(test, load_best_model=False)
             return (time.perf_counter() - start) / info["users"], dict(result)
         finally:
             model.eval_scoring = "fp32"
-            model.__dict__.pop("full_sort_predict", None)
-
-    def eval_kernel():
-        model.eval()
-        with torch.no_grad():
-            inter = next(iter(test))[0]  # eval_batch_size users
-            start = time.perf_counter()
-            scores = model.full_sort_predict(inter)
-            scores[:, 0] = -float("inf")
-            scores.topk(20, dim=1)
-        return (time.perf_counter() - start) / len(inter)
+            trainer.__dict__.pop("_topk_only_eval", None)
 
     def eval_one_at_a_time(n_users=300):
         model.eval()
@@ -232,7 +214,8 @@ def part_speed(args):
 
     for kind in ("batch", "row", "original"):  # warm-up
         step(kind)
-    times = {"batch": [], "row": [], "original": [], "eval1": [], "eval1_1t": [], "kernel": [], "previous": [], "fp32": [], "bf16": []}
+    variants = ("matrix", "topk_fp32", "topk_bf16")
+    times = {"batch": [], "row": [], "original": [], "eval1": [], "eval1_1t": [], **{v: [] for v in variants}}
     # interleaved rounds so that load from other jobs hits every variant alike; medians reported
     for _ in range(args.rounds):
         for _ in range(5):
@@ -241,7 +224,7 @@ def part_speed(args):
         times["original"].append(step("original"))
     torch.set_num_threads(args.eval_threads)
     metrics = {}
-    for variant in ("previous", "fp32", "bf16"):  # warm-up (and the metrics of each path)
+    for variant in variants:  # warm-up (and the metrics of each path)
         metrics[variant] = eval_ours(variant)[1]
     model.rescore_stats = {"rows": 0, "fallback_rows": 0}
     for _ in range(args.eval_rounds):
@@ -249,9 +232,8 @@ def part_speed(args):
         times["eval1_1t"].append(eval_one_at_a_time())
         torch.set_num_threads(args.eval_threads)
         times["eval1"].append(eval_one_at_a_time())
-        for variant in ("previous", "fp32", "bf16"):
+        for variant in variants:
             times[variant].append(eval_ours(variant)[0])
-        times["kernel"].append(eval_kernel())
     results["rescore_fallback_share"] = model.rescore_stats["fallback_rows"] / max(1, model.rescore_stats["rows"])
     results["metrics"] = metrics
     results["top20_differs_share"] = top20_difference(trainer, model, test, torch)
@@ -260,12 +242,12 @@ def part_speed(args):
     results["ours_batch_it_s"] = 1.0 / med(times["batch"])
     results["ours_row_it_s"] = 1.0 / med(times["row"])
     results["original_style_it_s"] = 1.0 / med(times["original"])
-    results["previous_eval_users_s"] = 1.0 / med(times["previous"])
-    results["ours_eval_users_s"] = 1.0 / med(times["fp32"])
-    results["bf16_eval_users_s"] = 1.0 / med(times["bf16"])
+    for variant in variants:
+        results[f"{variant}_eval_users_s"] = 1.0 / med(times[variant])
     results["one_user_at_a_time_users_s"] = 1.0 / med(times["eval1"])
     results["one_user_at_a_time_1thread_users_s"] = 1.0 / med(times["eval1_1t"])
-    results["ours_kernel_users_s"] = 1.0 / med(times["kernel"])
+    results["eval_batch_size"] = config["eval_batch_size"]
+    results["eval_block_size"] = config["eval_block_size"]
     results["rounds"] = args.rounds
     results["eval_rounds"] = args.eval_rounds
     results["eval_threads"] = args.eval_threads
@@ -275,20 +257,25 @@ def part_speed(args):
 
 
 def top20_difference(trainer, model, test, torch):
-    """Share of users whose top-20 list (ordered) differs between eval_scoring fp32 and bf16_rescore,
-    both through the trainer's full-sort batch (PAD and history exclusions applied)."""
+    """Share of users whose ordered top-20 differs from the score-matrix path's (exact fp32 full_sort_predict,
+    PAD and history exclusions, torch.topk), for the top-k path with each scorer."""
     model.eval()
-    differs = total = 0
+    differs, total = {"fp32": 0, "bf16_rescore": 0}, 0
     with torch.no_grad():
         for batched in test:
-            lists = []
-            for scoring in ("fp32", "bf16_rescore"):
+            interaction, history_index = batched[0], batched[1]
+            scores = model.full_sort_predict(interaction)
+            scores[:, 0] = -float("inf")
+            if history_index is not None:
+                scores[history_index] = -float("inf")
+            reference = torch.topk(scores, 20, dim=1).indices
+            for scoring in differs:
                 model.eval_scoring = scoring
-                lists.append(torch.topk(trainer._full_sort_batch_eval(batched)[1], 20, dim=1).indices)
-            differs += int((lists[0] != lists[1]).any(dim=1).sum())
-            total += lists[0].shape[0]
-    model.eval_scoring = "fp32"
-    return differs / max(1, total)
+                lists = model.full_sort_topk(interaction, 20, history_index)
+                differs[scoring] += int((lists != reference).any(dim=1).sum())
+                model.eval_scoring = "fp32"
+            total += reference.shape[0]
+    return {scoring: n / max(1, total) for scoring, n in differs.items()}
 
 
 def ml100k_equality(args):
@@ -316,7 +303,9 @@ def ml100k_equality(args):
         out[scoring] = {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
     out["fallback_share"] = model.rescore_stats["fallback_rows"] / max(1, model.rescore_stats["rows"])
     out["top20_differs_share"] = top20_difference(trainer, model, test, torch)
-    out["metrics_identical"] = out["fp32"] == out["bf16_rescore"]
+    trainer._topk_only_eval = lambda: False
+    out["matrix"] = {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
+    out["metrics_identical"] = out["fp32"] == out["bf16_rescore"] == out["matrix"]
     return out
 
 
@@ -367,30 +356,30 @@ def write_report(args):
             "measure": label, "value": speed[key],
             "vs issue (1.9 it/s, 330 users/s)": f"{speed[key] / o_ev:.1f}x (vs 330)",
             "vs original-style here": f"{speed[key] / one:.1f}x"}
-        if "previous_eval_users_s" in speed:
+        if "topk_bf16_eval_users_s" in speed:
             srows += [
                 ev("eval users/s, one user at a time emulated here (model + top-20), eval threads",
                    "one_user_at_a_time_users_s"),
                 ev("eval users/s, one user at a time emulated here (model + top-20), 1 thread",
                    "one_user_at_a_time_1thread_users_s"),
-                ev("eval users/s, RecBole full-sort evaluate, previous scorer (K GEMMs + running max), metrics incl.",
-                   "previous_eval_users_s"),
-                ev("eval users/s, RecBole full-sort evaluate, new exact fp32 scorer (default), metrics incl.",
-                   "ours_eval_users_s"),
-                ev("eval users/s, RecBole full-sort evaluate, eval_scoring: bf16_rescore (certified top-k), metrics incl.",
-                   "bf16_eval_users_s"),
-                ev("eval users/s, new fp32 scorer + top-20 only, batches of 1024 users", "ours_kernel_users_s"),
+                ev("eval users/s, RecBole evaluate, score-matrix path (exact fp32 full_sort_predict), metrics incl.",
+                   "matrix_eval_users_s"),
+                ev("eval users/s, RecBole evaluate, top-k path (full_sort_topk), eval_scoring: fp32 (exact), metrics incl.",
+                   "topk_fp32_eval_users_s"),
+                ev("eval users/s, RecBole evaluate, top-k path, eval_scoring: bf16_rescore (certified top-k; what the default "
+                   "auto picks on this AVX512-BF16 CPU), metrics incl.",
+                   "topk_bf16_eval_users_s"),
             ]
         parts.append(
             f"### Speed on a ~24k-item catalogue\n\nSynthetic data in BaM's format (converted with "
             f"`bam_converter`): {speed['users']} users, {speed['items']} items, {speed['interactions']} "
             f"interactions; seq_len 50, train sampler as the original (uniform users, then positions), torch threads "
             f"{speed['threads']}. Medians over {speed['rounds']} interleaved rounds (5 steps of ours, 1 per-row step, "
-            f"1 original-style step per round; 3 evaluation rounds). Other jobs shared the machine's 2 cores while "
-            f"measuring, so absolute figures depend on the load; the same-machine ratio (last column) is the "
-            f"fairer comparison. The original-style evaluation emulation does only the model and a top-20 per "
+            f"1 original-style step per round; 3 evaluation rounds); load average {speed.get('load_before', 'n/a')} "
+            f"when the part started (nothing else was meant to run). The original-style evaluation emulation does only the model and a top-20 per "
             f"user, so it is an optimistic stand-in for the original's per-user loop. "
-            f"Evaluation rows: torch threads {speed.get('eval_threads', speed['threads'])}, eval_batch_size 1024, "
+            f"Evaluation rows: torch threads {speed.get('eval_threads', speed['threads'])}, eval_batch_size "
+            f"{speed.get('eval_batch_size', 1024)} (top-k path: blocks of {speed.get('eval_block_size', 256)} users), "
             f"medians over {speed.get('eval_rounds', 3)} interleaved rounds, same model and run for every row; the "
             f"last column of the evaluation rows divides by the faster of the two one-user-at-a-time rows.\n\n"
             + markdown_table(srows, ["measure", "value", "vs issue (1.9 it/s, 330 users/s)", "vs original-style here"])
@@ -399,12 +388,12 @@ def write_report(args):
             eq = speed.get("ml100k_equality") or {}
             m = speed["metrics"]
             parts.append(
-                f"bf16_rescore vs exact fp32 (same models): 24k synthetic: metrics identical "
-                f"{m['fp32'] == m['bf16']}, share of users whose ordered top-20 differs "
-                f"{speed['top20_differs_share']:.4f}, rows that fell back to fp32 {speed['rescore_fallback_share']:.4f}; "
-                f"ml-100k (REMI + BaM_p, 100 training batches): metrics identical {eq.get('metrics_identical')} "
-                f"(fp32 {eq.get('fp32')}), top-20 differs {eq.get('top20_differs_share')}, fallback rows "
-                f"{eq.get('fallback_share')}."
+                f"Equal quality (same model, every path): 24k synthetic: metrics identical across the three paths "
+                f"{m['matrix'] == m['topk_fp32'] == m['topk_bf16']}; share of users whose ordered top-20 differs "
+                f"from the score-matrix path: {speed['top20_differs_share']}; bf16 rows that fell back to fp32 "
+                f"{speed['rescore_fallback_share']:.4f}. ml-100k (REMI + BaM_p, 100 training batches): metrics "
+                f"identical {eq.get('metrics_identical')} (score-matrix path {eq.get('matrix')}), top-20 differs "
+                f"{eq.get('top20_differs_share')}, bf16 fallback rows {eq.get('fallback_share')}."
             )
     if parts:
         command = "nice .venv/bin/python benchmarks/bam.py --part ml100k --epochs 2 && .venv/bin/python benchmarks/bam.py --part speed --rounds 6"

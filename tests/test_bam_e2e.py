@@ -79,13 +79,14 @@ def test_bam_remi_beats_pop_on_ml100k(run_dir, quiet_config):
     trainer.collect_train_data(train_data)
     assert trainer._topk_only_eval()
     results = {}
-    for scoring in ("fp32", "bf16_rescore"):
+    assert model.eval_scoring == "auto" and model.auto_scoring in ("fp32", "bf16_rescore")
+    for scoring in ("auto", "fp32", "bf16_rescore"):
         model.eval_scoring = scoring
         results[scoring] = trainer.evaluate(test_data, load_best_model=False)
     trainer._topk_only_eval = lambda: False
     model.eval_scoring = "fp32"
     results["score matrix"] = trainer.evaluate(test_data, load_best_model=False)
-    assert results["fp32"] == results["bf16_rescore"] == results["score matrix"]
+    assert results["auto"] == results["fp32"] == results["bf16_rescore"] == results["score matrix"]
     assert results["fp32"]["ndcg@10"] == pytest.approx(bam["test_result"]["ndcg@10"])
 
 

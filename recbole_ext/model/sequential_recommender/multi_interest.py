@@ -32,7 +32,7 @@ from recbole_ext.errors import ConfigError
 SELECTIONS = ("hard", "p", "l")
 NEG_SAMPLE_MODES = ("batch", "row")
 HISTORY_MASKS = ("window_zero", "window_neg_inf", "none")
-EVAL_SCORINGS = ("fp32", "bf16_rescore")
+EVAL_SCORINGS = ("auto", "fp32", "bf16_rescore")
 # bound on |bf16 score - exact score| / (max_k ||m_k|| * max_n ||e_n||): input rounding of both factors
 # (2u + u^2), fp32 accumulation, output rounding to bf16 (u), with u = 2^-8; 4u leaves a safety margin
 _BF16_REL_BOUND = 4.0 * 2.0**-8
@@ -101,13 +101,16 @@ class MultiInterestRecommender(SequentialRecommender):
         self.neg_exclude_pad = bool(config["neg_exclude_pad"])
         self.history_mask = str(config["history_mask"] or "window_zero")
         self.l_grad = str(config["l_grad"] or "none")
-        self.eval_scoring = str(config["eval_scoring"] or "fp32")
+        self.eval_scoring = str(config["eval_scoring"] or "auto")
         self.eval_topk = max(config["topk"]) if config["topk"] else 20  # top-k the rescorer must certify
         self.rescore_margin = int(config["rescore_margin"] if config["rescore_margin"] is not None else 44)
         self.eval_exclude = None  # (rows, items) that the trainer will set to -inf (BaMTrainer sets it)
         self.eval_block_size = int(config["eval_block_size"] or 256)  # users per block in full_sort_topk
         self.rescore_stats = {"rows": 0, "fallback_rows": 0}
         self._check_config()
+        # auto: the top-k path (full_sort_topk) uses the two-stage scorer where bf16 is native;
+        # full_sort_predict keeps returning exact fp32 scores for every item
+        self.auto_scoring = "bf16_rescore" if native_bf16(config["device"]) else "fp32"
 
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
         if self.selection == "l":
@@ -303,7 +306,8 @@ class MultiInterestRecommender(SequentialRecommender):
             seq = item_seq[start:stop]
             interests = self.forward(seq, item_seq_len[start:stop])
             block_exclude = _rows_in(exclude, start, stop)
-            if self.eval_scoring == "bf16_rescore":
+            scoring = self.auto_scoring if self.eval_scoring == "auto" else self.eval_scoring
+            if scoring == "bf16_rescore":
                 cand, exact = self._bf16_rescore(interests, seq, block_exclude, k)
                 out[start:stop] = cand.gather(1, torch.topk(exact, k, dim=1).indices)
             else:
@@ -420,6 +424,16 @@ def routing_regularization(attention, embedding_size):
     centred = attention - attention.mean(dim=2, keepdim=True)
     diag = (centred * centred).sum(dim=2) / embedding_size  # diag of C, [B, K]
     return (diag * diag).sum()
+
+
+def native_bf16(device):
+    """True where bf16 matrix products run natively (CPU: AVX512-BF16 or AMX; CUDA: bf16 support), so that
+    ``eval_scoring: auto`` picks the two-stage scorer; its top-k lists equal the fp32 path's either way."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _exclude(scores, exclude):
