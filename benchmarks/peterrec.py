@@ -43,7 +43,10 @@ def pretrain(dataset, data_path, args, workdir):
     if dataset != "ml-100k":
         cfg["load_col"] = {"inter": ["user_id", "item_id", "rating", "timestamp"]}
     start = time.perf_counter()
-    result = run_recbole("NextItNetP", dataset, config_dict=cfg)
+    if args.pretrain_last_epoch:
+        cfg["eval_step"] = 0  # no validation: the checkpoint is the last epoch's
+    backbone = args.backbone if dataset == "ml-100k" else "NextItNetP"  # attribute tasks' source: ml-100k
+    result = run_recbole(backbone, dataset, config_dict=cfg)
     return result, time.perf_counter() - start
 
 
@@ -54,7 +57,8 @@ def finetune(task, data_path, checkpoint, mode, insertion, args, workdir):
                learning_rate=args.lr, embedding_size=args.channels, dilations=args.dilations,
                checkpoint_dir=os.path.join(workdir, "saved"), seed=args.seed)
     if attribute:
-        cfg.update(peterrec_eval="full", metrics=["Hit"], topk=[1], valid_metric="Hit@1")
+        cfg.update(peterrec_eval="full", metrics=["Hit"], topk=[1], valid_metric="Hit@1",
+                   train_batch_size=args.attribute_batch, peterrec_user_vector=args.attribute_user_vector)
     else:
         cfg.update(peterrec_eval="sampled", metrics=["Hit", "MRR"], topk=[5], valid_metric="MRR@5")
     config = Config("PeterRec", task_name(task), config_dict=cfg)
@@ -97,11 +101,18 @@ def main(argv=None):
     parser.add_argument("--stopping_step", type=int, default=5)
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--dilations", default="[1,4,1,4,1,4,1,4]")
-    parser.add_argument("--max_len", type=int, default=50)
+    parser.add_argument("--max_len", type=int, default=50, help="pretraining window and item-task history")
+    parser.add_argument("--attribute_len", type=int, default=50, help="history length of the attribute tasks")
+    parser.add_argument("--backbone", default="NextItNetP", choices=["NextItNetP", "GRec"],
+                        help="backbone pretrained on ml-100k for the attribute tasks")
+    parser.add_argument("--pretrain_last_epoch", action="store_true", help="keep the last pretraining epoch")
+    parser.add_argument("--attribute_batch", type=int, default=512)
+    parser.add_argument("--attribute_user_vector", default="auto")
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no_write", action="store_true")
+    parser.add_argument("--section", default="PeterRec", help="BENCHMARKS.md section to (re)write")
     args = parser.parse_args(argv)
     args.dilations = [int(d) for d in args.dilations.strip("[]").split(",")]
     torch.set_num_threads(args.threads)
@@ -110,7 +121,7 @@ def main(argv=None):
     data_path = os.path.join(workdir, "data")
     for task in tasks:
         if task in pdata.ATTRIBUTES:
-            pdata.write_attribute_task(data_path, task, max_source_len=args.max_len)
+            pdata.write_attribute_task(data_path, task, max_source_len=args.attribute_len)
         elif task == "coldrec":
             pdata.write_coldrec_task(data_path, max_source_len=args.max_len)
         else:
@@ -131,8 +142,12 @@ def main(argv=None):
     columns = ["task", "method"] + metric_cols + ["majority", "trainable (no head)", "trainable (with head)",
                                                   "share of backbone", "s/epoch", "epochs"]
     body = (
-        f"NextItNetP backbone: C = {args.channels}, dilations {args.dilations}, history {args.max_len}, "
-        f"{args.pretrain_epochs} pretraining epochs (early stop 3). Fine-tuning: lr {args.lr}, up to "
+        f"Backbones: {args.backbone} pretrained on ml-100k (attribute tasks), NextItNetP on the cold-start source "
+        f"(item task); C = {args.channels}, dilations {args.dilations}, pretraining window {args.max_len}, "
+        f"{args.pretrain_epochs} pretraining epochs "
+        f"({'no validation, last epoch kept' if args.pretrain_last_epoch else 'early stop 3 on valid MRR@10'}). "
+        f"Attribute tasks: history {args.attribute_len}, batch {args.attribute_batch}, user vector "
+        f"`{args.attribute_user_vector}`. Fine-tuning: lr {args.lr}, up to "
         f"{args.finetune_epochs} epochs, early stop {args.stopping_step} on the validation metric, seed {args.seed}, "
         "split 70/10/20 of the examples. Attribute tasks: exact top-1 accuracy (`hit@1`, all classes); "
         "item task (held-out genres Horror / Film-Noir / Documentary / Western, <= 5 earliest target items per user): "
@@ -143,7 +158,7 @@ def main(argv=None):
     )
     print(body)
     if not args.no_write:
-        write_section("PeterRec", body)
+        write_section(args.section, body)
 
 
 if __name__ == "__main__":
