@@ -331,6 +331,21 @@ def cached(name, argv, refresh):
     return result
 
 
+def ours_row(label, part):
+    """Table row of a measured run of ours (all users)."""
+    return {"": label, "recall@20": part["result"]["recall@20"], "ndcg@20": part["result"]["ndcg@20"],
+            "fit s": part["fit_s"], "eval s": part["eval_s"], "fit+eval s": part["total_s"],
+            "fit+eval CPU s": part["total_cpu_s"], "peak RSS MiB": part["peak_mb"]}
+
+
+def baseline_row(label, part):
+    """Table row of a baseline timed on a subset of users (scoring extrapolated; metrics over that subset)."""
+    return {"": label, "recall@20": part["subset_result"]["recall@20"], "ndcg@20": part["subset_result"]["ndcg@20"],
+            "fit s": part["fit_s"], "eval s": part["total_s_extrapolated"] - part["fit_s"],
+            "fit+eval s": part["total_s_extrapolated"], "fit+eval CPU s": part["total_cpu_s_extrapolated"],
+            "peak RSS MiB": part["peak_mb"]}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--part", default=None)
@@ -371,46 +386,10 @@ def main():
         )
         rows = [
             {"": "published (Shen et al. 2021, Table 3)", "recall@20": PUBLISHED["recall@20"], "ndcg@20": PUBLISHED["ndcg@20"]},
-            {
-                "": f"recbole_ext GFCF original ({ours['test_users']} users, {ours['scoring']} scoring)",
-                "recall@20": ours["result"]["recall@20"],
-                "ndcg@20": ours["result"]["ndcg@20"],
-                "fit s": ours["fit_s"],
-                "eval s": ours["eval_s"],
-                "fit+eval s": ours["total_s"],
-                "fit+eval CPU s": ours["total_cpu_s"],
-                "peak RSS MiB": ours["peak_mb"],
-            },
-            {
-                "": "recbole_ext GFCF original, gfcf_svd: propack (fast row)",
-                "recall@20": fast["result"]["recall@20"],
-                "ndcg@20": fast["result"]["ndcg@20"],
-                "fit s": fast["fit_s"],
-                "eval s": fast["eval_s"],
-                "fit+eval s": fast["total_s"],
-                "fit+eval CPU s": fast["total_cpu_s"],
-                "peak RSS MiB": fast["peak_mb"],
-            },
-            {
-                "": f"dense-product implementation (spec §5), first {dprod['users_timed']} users",
-                "recall@20": dprod["subset_result"]["recall@20"],
-                "ndcg@20": dprod["subset_result"]["ndcg@20"],
-                "fit s": dprod["fit_s"],
-                "eval s": dprod["total_s_extrapolated"] - dprod["fit_s"],
-                "fit+eval s": dprod["total_s_extrapolated"],
-                "fit+eval CPU s": dprod["total_cpu_s_extrapolated"],
-                "peak RSS MiB": dprod["peak_mb"],
-            },
-            {
-                "": f"original GF_CF code (sparse R̃), first {dense['users_timed']} users",
-                "recall@20": dense["subset_result"]["recall@20"],
-                "ndcg@20": dense["subset_result"]["ndcg@20"],
-                "fit s": dense["fit_s"],
-                "eval s": dense["total_s_extrapolated"] - dense["fit_s"],
-                "fit+eval s": dense["total_s_extrapolated"],
-                "fit+eval CPU s": dense["total_cpu_s_extrapolated"],
-                "peak RSS MiB": dense["peak_mb"],
-            },
+            ours_row(f"recbole_ext GFCF original ({ours['test_users']} users, {ours['scoring']} scoring)", ours),
+            ours_row("recbole_ext GFCF original, gfcf_svd: propack (fast row)", fast),
+            baseline_row(f"dense-product implementation (spec §5), first {dprod['users_timed']} users", dprod),
+            baseline_row(f"original GF_CF code (sparse R̃), first {dense['users_timed']} users", dense),
         ]
         match = all(round(ours["result"][k], 4) == PUBLISHED[k] for k in PUBLISHED)
         match_fast = all(round(fast["result"][k], 4) == PUBLISHED[k] for k in PUBLISHED)

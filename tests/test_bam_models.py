@@ -320,6 +320,15 @@ def test_full_sort_is_max_over_interests_and_masks_window(dataset, name):
         assert bool(torch.isinf(model.full_sort_predict(inter)[1, [4, 5, 6, 7, 8, 9]]).all())
 
 
+def random_eval_batch(model, n_rows, excluded_per_row, seed):
+    """Histories of random lengths and ``excluded_per_row`` random (row, item) exclusions per row."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(1, model.n_items, (int(n),), generator=gen).tolist()
+            for n in torch.randint(1, model.max_seq_length + 1, (n_rows,), generator=gen)]
+    items = torch.randint(1, model.n_items, (n_rows * excluded_per_row,), generator=gen)
+    return batch(model, rows), (torch.arange(n_rows).repeat_interleave(excluded_per_row), items)
+
+
 @pytest.mark.parametrize("name", ["ComiRec", "MIND", "REMI"])
 @pytest.mark.parametrize("history_mask", ["window_zero", "window_neg_inf", "none"])
 def test_bf16_rescore_top_k_equals_exact_fp32(dataset, name, history_mask):
@@ -327,11 +336,7 @@ def test_bf16_rescore_top_k_equals_exact_fp32(dataset, name, history_mask):
     exclusions applied to both), certified rows plus the per-row fp32 fallback."""
     model, _ = build(name, dataset, routing_init="fixed_eval", history_mask=history_mask, topk=[5, 10])
     model.eval()
-    gen = torch.Generator().manual_seed(1)
-    rows = [torch.randint(1, model.n_items, (int(n),), generator=gen).tolist()
-            for n in torch.randint(1, model.max_seq_length + 1, (64,), generator=gen)]
-    inter = batch(model, rows)
-    exclude = (torch.arange(64).repeat_interleave(3), torch.randint(1, model.n_items, (192,), generator=gen))
+    inter, exclude = random_eval_batch(model, 64, 3, seed=1)
 
     def top(scoring, margin):
         model.eval_scoring, model.rescore_margin, model.eval_exclude = scoring, margin, exclude
@@ -361,11 +366,7 @@ def test_full_sort_topk_equals_topk_of_masked_scores(dataset, name, history_mask
     the bf16 fallback."""
     model, _ = build(name, dataset, routing_init="fixed_eval", history_mask=history_mask, topk=[5, 10])
     model.eval()
-    gen = torch.Generator().manual_seed(2)
-    rows = [torch.randint(1, model.n_items, (int(n),), generator=gen).tolist()
-            for n in torch.randint(1, model.max_seq_length + 1, (40,), generator=gen)]
-    inter = batch(model, rows)
-    exclude = (torch.arange(40).repeat_interleave(4), torch.randint(1, model.n_items, (160,), generator=gen))
+    inter, exclude = random_eval_batch(model, 40, 4, seed=2)
     with torch.no_grad():
         scores = model.full_sort_predict(inter)
     scores[:, 0] = -float("inf")
