@@ -192,14 +192,14 @@ def part_speed(args):
         model.eval()
         model.eval_scoring = "bf16_rescore" if variant == "topk_bf16" else "fp32"
         if variant == "matrix":
-            trainer._topk_only_eval = lambda: False
+            trainer.topk_only_eval = False
         try:
             start = time.perf_counter()
             result = trainer.evaluate(test, load_best_model=False)
             return (time.perf_counter() - start) / info["users"], dict(result)
         finally:
             model.eval_scoring = "fp32"
-            trainer.__dict__.pop("_topk_only_eval", None)
+            trainer.topk_only_eval = True
 
     def eval_one_at_a_time(n_users=300):
         model.eval()
@@ -303,7 +303,7 @@ def ml100k_equality(args):
         out[scoring] = {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
     out["fallback_share"] = model.rescore_stats["fallback_rows"] / max(1, model.rescore_stats["rows"])
     out["top20_differs_share"] = top20_difference(trainer, model, test, torch)
-    trainer._topk_only_eval = lambda: False
+    trainer.topk_only_eval = False
     out["matrix"] = {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
     out["metrics_identical"] = out["fp32"] == out["bf16_rescore"] == out["matrix"]
     return out

@@ -83,7 +83,7 @@ def test_bam_remi_beats_pop_on_ml100k(run_dir, quiet_config):
     for scoring in ("auto", "fp32", "bf16_rescore"):
         model.eval_scoring = scoring
         results[scoring] = trainer.evaluate(test_data, load_best_model=False)
-    trainer._topk_only_eval = lambda: False
+    trainer.topk_only_eval = False
     model.eval_scoring = "fp32"
     results["score matrix"] = trainer.evaluate(test_data, load_best_model=False)
     assert results["auto"] == results["fp32"] == results["bf16_rescore"] == results["score matrix"]

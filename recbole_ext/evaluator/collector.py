@@ -119,28 +119,27 @@ class ExtCollector(Collector):
         return not self.batch_keys and all(key in TOPK_KEYS for key in per_batch)
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
-        need_items, need_topk = self.register.need("rec.items"), self.register.need("rec.topk")
         if isinstance(scores_tensor, TopKScores):
             if not self.topk_only():
                 raise TypeError("TopKScores given, but the metrics need more than the top-k lists: pass the scores")
-            topk_idx = scores_tensor.indices[:, : max(self.topk)]
-            if need_items:
-                self.data_struct.update_tensor("rec.items", topk_idx)
-            if need_topk:
-                self.data_struct.update_tensor("rec.topk", topk_hits(topk_idx, positive_u, positive_i, scores_tensor.shape))
+            self._collect_topk(scores_tensor.indices[:, : max(self.topk)], positive_u, positive_i, scores_tensor.shape)
             self.rows_seen += scores_tensor.shape[0]
             return
-        if need_items or need_topk:
+        if self.register.need("rec.items") or self.register.need("rec.topk"):
             topk_idx = torch.topk(scores_tensor, max(self.topk), dim=-1).indices
-            if need_items:
-                self.data_struct.update_tensor("rec.items", topk_idx)
-            if need_topk:
-                self.data_struct.update_tensor("rec.topk", topk_hits(topk_idx, positive_u, positive_i, scores_tensor.shape))
+            self._collect_topk(topk_idx, positive_u, positive_i, scores_tensor.shape)
         self._collect_rest(scores_tensor, interaction, positive_u, positive_i)
         for key in self.batch_keys:
             value = BATCH_PROVIDERS[key](scores_tensor, interaction, positive_u, positive_i, self)
             self.data_struct.update_tensor(key, value)
         self.rows_seen += scores_tensor.shape[0]
+
+    def _collect_topk(self, topk_idx, positive_u, positive_i, shape):
+        """``rec.items`` / ``rec.topk`` of one batch from its top-k lists and positive pairs."""
+        if self.register.need("rec.items"):
+            self.data_struct.update_tensor("rec.items", topk_idx)
+        if self.register.need("rec.topk"):
+            self.data_struct.update_tensor("rec.topk", topk_hits(topk_idx, positive_u, positive_i, shape))
 
     def _collect_rest(self, scores_tensor, interaction, positive_u, positive_i):
         """RecBole's collection of every key except ``rec.items`` / ``rec.topk`` (done above)."""

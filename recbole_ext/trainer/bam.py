@@ -42,7 +42,7 @@ class BaMTrainer(Trainer):
     def _full_sort_batch_eval(self, batched_data):
         """RecBole's full-sort batch; a two-stage scorer (``eval_scoring: bf16_rescore``) is told which
         (row, item) pairs the trainer will set to -inf, so that it picks its candidates among the rest."""
-        if getattr(self.model, "eval_scoring", "fp32") == "fp32":
+        if getattr(self.model, "eval_scoring", "fp32") != "bf16_rescore":  # only that scorer reads eval_exclude
             return super()._full_sort_batch_eval(batched_data)
         history_index = batched_data[1]
         if history_index is not None and self.device is not None:

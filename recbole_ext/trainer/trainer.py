@@ -39,6 +39,8 @@ class ExtTrainerMixin:
         if hasattr(self, "eval_collector"):
             self.eval_collector = ExtCollector(config)
         self.reranker = build_reranker(config)
+        # False: always hand the collector full score matrices (e.g. to compare with the top-k-only path)
+        self.topk_only_eval = True
         self._train_collected = False
         if getattr(self, "saved_model_file", None):
             self.saved_model_file = unique_checkpoint_path(self.saved_model_file)
@@ -106,7 +108,8 @@ class ExtTrainerMixin:
         """Full-sort batches may return top-k lists only: the model has ``full_sort_topk``, the metrics need
         nothing else (ExtCollector.topk_only) and no re-ranker needs the scores."""
         return (
-            self.reranker is None
+            self.topk_only_eval
+            and self.reranker is None
             and callable(getattr(self.model, "full_sort_topk", None))
             and isinstance(self.eval_collector, ExtCollector)
             and self.eval_collector.topk_only()

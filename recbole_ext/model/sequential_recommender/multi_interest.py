@@ -299,6 +299,7 @@ class MultiInterestRecommender(SequentialRecommender):
         b = item_seq.shape[0]
         k = min(k, self.n_items)
         out = torch.empty((b, k), dtype=torch.long, device=item_seq.device)
+        scoring = self.auto_scoring if self.eval_scoring == "auto" else self.eval_scoring
         for start in range(0, b, self.eval_block_size):  # a few blocks of users, not a loop over users
             stop = min(b, start + self.eval_block_size)
             # the whole pipeline per block: every intermediate stays small enough to be reused by the
@@ -306,7 +307,6 @@ class MultiInterestRecommender(SequentialRecommender):
             seq = item_seq[start:stop]
             interests = self.forward(seq, item_seq_len[start:stop])
             block_exclude = _rows_in(exclude, start, stop)
-            scoring = self.auto_scoring if self.eval_scoring == "auto" else self.eval_scoring
             if scoring == "bf16_rescore":
                 cand, exact = self._bf16_rescore(interests, seq, block_exclude, k)
                 out[start:stop] = cand.gather(1, torch.topk(exact, k, dim=1).indices)

@@ -86,20 +86,17 @@ class ResidualBlock(nn.Module):
         self.mp1 = ModelPatch(channels, patch_size, cardinality)
         self.mp2 = ModelPatch(channels, patch_size, cardinality)
 
+    def _conv(self, conv, patch, x):
+        """``conv(x)`` with its model patch: after it (serial) or beside it (parallel); plain without patches."""
+        if self.insertion == "serial":
+            return patch(conv(x))
+        if self.insertion == "parallel":
+            return conv(x) + patch(x)
+        return conv(x)
+
     def forward(self, x):
-        if self.insertion == "serial":
-            c1 = self.mp1(self.conv1(x))
-        elif self.insertion == "parallel":
-            c1 = self.conv1(x) + self.mp1(x)
-        else:
-            c1 = self.conv1(x)
-        a = F.relu(self.layer_norm1(c1))
-        if self.insertion == "serial":
-            c2 = self.mp2(self.conv2(a))
-        elif self.insertion == "parallel":
-            c2 = self.conv2(a) + self.mp2(a)
-        else:
-            c2 = self.conv2(a)
+        a = F.relu(self.layer_norm1(self._conv(self.conv1, self.mp1, x)))
+        c2 = self._conv(self.conv2, self.mp2, a)
         return x + F.relu(self.layer_norm2(c2))
 
 
