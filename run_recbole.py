@@ -33,10 +33,9 @@ def parse_args(argv):
 
 
 def run_distributed(args, config_files, rest):
-    """Spawn ``args.nproc`` processes (RecBole's run_recbole.py pattern); return rank 0's result or None."""
-    import torch.multiprocessing as mp
-
-    from recbole_ext.distributed import free_port
+    """Start ``args.nproc`` processes (RecBole's run_recbole.py pattern); return global rank 0's result, or
+    None on a machine that does not hold rank 0."""
+    from recbole_ext import distributed
     from recbole_ext.errors import ConfigError
     from recbole_ext.quick_start import run_recboles
 
@@ -49,25 +48,11 @@ def run_distributed(args, config_files, rest):
     if port is None:
         if world_size != args.nproc:
             raise ConfigError("a multi-machine run (--world_size > --nproc) needs the same --port on every machine")
-        port = free_port("127.0.0.1" if args.ip in ("localhost", "127.0.0.1") else "")
-    config_dict = {
-        "world_size": world_size,
-        "ip": args.ip,
-        "port": port,
-        "nproc": args.nproc,
-        "offset": args.group_offset,
-    }
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    kwargs = {"config_dict": config_dict, "queue": queue, "cmd_args": rest}
-    try:
-        mp.spawn(run_recboles, args=(args.model, args.dataset, config_files, kwargs), nprocs=args.nproc, join=True)
-    except mp.ProcessRaisedException as err:  # the failing process's own error, without the spawn frames
-        message = str(err).strip().splitlines()
-        raise ConfigError(f"a training process failed: {message[-1] if message else err}") from None
-    except mp.ProcessExitedException as err:
-        raise ConfigError(f"a training process exited abnormally: {err}") from None
-    return None if queue.empty() else queue.get()
+        port = distributed.free_port("127.0.0.1" if args.ip in ("localhost", "127.0.0.1") else "")
+    results = distributed.launch(run_recboles, args.model, args.dataset, args.nproc, config_file_list=config_files,
+                                 cmd_args=rest, ip=args.ip, port=port, world_size=world_size,
+                                 offset=args.group_offset)
+    return next((r for r in results if r.get("rank") == 0), None)
 
 
 def main(argv=None):

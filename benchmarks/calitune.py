@@ -30,9 +30,9 @@ from recbole.utils import init_logger, init_seed  # noqa: E402
 
 from benchmarks._report import markdown_table, write_section  # noqa: E402
 from recbole_ext.config import Config  # noqa: E402
-from recbole_ext.evaluator.analysis import set_reranker  # noqa: E402
+from recbole_ext.analysis import set_reranker  # noqa: E402
 from recbole_ext.quick_start import build_model_and_trainer  # noqa: E402
-from recbole_ext.trainer import CaliTuneTrainer  # noqa: E402
+from recbole_ext.trainer.calitune import CaliTuneTrainer  # noqa: E402
 from recbole_ext.trainer.cp import calibrated_rerank, cp_jsd  # noqa: E402
 from recbole_ext.utils import create_dataset, data_preparation, get_model  # noqa: E402
 

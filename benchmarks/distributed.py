@@ -109,7 +109,7 @@ def train_rows_per_epoch(method, config):
 def run_one(method, seed, nproc):
     import torch
 
-    from recbole_ext.distributed import launch
+    from recbole_ext.quick_start import launch
     from recbole_ext.quick_start import run_recbole
 
     spec = METHODS[method]

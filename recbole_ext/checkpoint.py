@@ -12,14 +12,13 @@ without any allow-listing:
 * ``epoch``, ``cur_step``, ``best_valid_score``, ``optimizer`` — what resuming needs;
 * ``meta`` — format name and version, library versions, creation time.
 
-Files are written to a temporary file in the target directory and renamed into place, so a crash
-never leaves a half-written checkpoint behind.
+Files are written atomically by :func:`recbole_ext.io.atomic_torch_save` (a temporary file renamed into
+place), so a crash never leaves a half-written checkpoint behind.
 """
 
 import enum
 import os
 import pickle
-import tempfile
 import time
 import warnings
 import zipfile
@@ -28,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recbole_ext.distributed import LAUNCH_KEYS
 from recbole_ext.errors import CheckpointError
 
 FORMAT_NAME = "recbole_ext.checkpoint"
@@ -138,46 +138,6 @@ def _builtin(value):
 # --------------------------------------------------------------------------------------------
 # writing and reading
 # --------------------------------------------------------------------------------------------
-def atomic_write(path, write, mode="wb"):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place, so that
-    readers see either the old file or the complete new one, never a partial write."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-_CLAIMED_PATHS = set()
-
-
-def unique_checkpoint_path(path):
-    """``path``, or ``<stem>-<n><ext>`` if that file exists or another trainer of this process has
-    claimed it. RecBole names checkpoints ``<Model>-<local time to the second>.pth``: two runs
-    started in the same second (a post-training run right after its pretraining run) would
-    otherwise overwrite each other's checkpoint."""
-    stem, ext = os.path.splitext(path)
-    candidate, n = path, 0
-    while candidate in _CLAIMED_PATHS or os.path.exists(candidate):
-        n += 1
-        candidate = f"{stem}-{n}{ext}"
-    _CLAIMED_PATHS.add(candidate)
-    return candidate
-
-
-def atomic_torch_save(obj, path):
-    """``torch.save`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
 def build_state(trainer, epoch):
     """The checkpoint dictionary of a RecBole ``Trainer`` at ``epoch``."""
     import recbole
@@ -199,7 +159,7 @@ def build_state(trainer, epoch):
         # without the per-process launch keys (local_rank, world_size, ...): a checkpoint written by a
         # multi-process run reloads in a single process
         "external_config": plain_config(
-            {k: v for k, v in getattr(config, "external_config_dict", {}).items() if k not in _launch_keys()}
+            {k: v for k, v in getattr(config, "external_config_dict", {}).items() if k not in LAUNCH_KEYS}
         ),
         "epoch": int(epoch),
         "cur_step": int(trainer.cur_step),
@@ -290,9 +250,3 @@ def load_pretrained(model, path, config=None):
             )
     restore_model(model, checkpoint)
     return checkpoint
-
-
-def _launch_keys():
-    from recbole_ext.config import DISTRIBUTED_KEYS
-
-    return DISTRIBUTED_KEYS

@@ -1,9 +1,12 @@
-"""The one place where recbole_ext patches RecBole 1.2.1 for today's stack.
+"""The one place where recbole_ext patches RecBole 1.2.1 for today's stack (NumPy 2, pandas 3,
+SciPy >= 1.13, torch >= 2.6) — stack fixes only: it imports nothing of recbole_ext (layer 1).
 
 Every patch names the RecBole function it fixes and why, is idempotent (applying twice changes
 nothing) and is applied once by :func:`apply` when ``recbole_ext`` is imported — before any
 ``Config`` is built. See ``shared/specs/recbole-plugin-and-compat.md`` §4 for the analysis; the ids
-C1 ... C11 below refer to it. ``PATCHES`` lists what was applied.
+C1 ... C13 below refer to it. ``PATCHES`` lists what was applied. What recbole_ext's own trainers do
+differently from RecBole's (weights-only checkpoints, formerly C3; DDP on CPU, formerly C12) lives in
+their base class, :mod:`recbole_ext.trainer.trainer`.
 """
 
 import contextlib
@@ -68,75 +71,6 @@ def _patch_numpy_aliases():
 
         Config.compatibility_settings = compatibility_settings
     _register("C1 Config.compatibility_settings: NumPy 2 aliases")
-
-
-# ---------------------------------------------------------------------------------------------
-# C3 — torch >= 2.6 loads with weights_only=True by default; RecBole's checkpoints (whole Config,
-# pickle protocol 4) cannot be read that way. recbole.trainer.Trainer._save_checkpoint now writes a
-# weights-only-safe checkpoint atomically (recbole_ext.checkpoint), and Trainer.resume_checkpoint /
-# Trainer.evaluate(load_best_model=True) read it with weights_only=True.
-# ---------------------------------------------------------------------------------------------
-def _patch_trainer_checkpoints():
-    from recbole.trainer.trainer import Trainer
-    from recbole.utils import set_color
-
-    from recbole_ext import checkpoint as ckpt
-
-    if not _is_patched(Trainer._save_checkpoint):
-
-        @_mark
-        def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-            if not self.config["single_spec"] and self.config["local_rank"] != 0:
-                return
-            saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-            ckpt.atomic_torch_save(ckpt.build_state(self, epoch), saved_model_file)
-            if verbose:
-                self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
-
-        Trainer._save_checkpoint = _save_checkpoint
-
-    if not _is_patched(Trainer.resume_checkpoint):
-
-        @_mark
-        def resume_checkpoint(self, resume_file):
-            resume_file = str(resume_file)
-            checkpoint = ckpt.load_checkpoint(resume_file, map_location=self.device)
-            saved_model = checkpoint["meta"].get("model", "")
-            if saved_model.lower() != str(self.config["model"]).lower():
-                raise ckpt.CheckpointError(
-                    f"cannot resume: {resume_file} belongs to model '{saved_model}', "
-                    f"this run trains '{self.config['model']}'"
-                )
-            self.saved_model_file = resume_file
-            self.start_epoch = checkpoint["epoch"] + 1
-            self.cur_step = checkpoint["cur_step"]
-            best = checkpoint["best_valid_score"]
-            if best is not None:
-                self.best_valid_score = best
-            ckpt.restore_model(self.model, checkpoint)
-            if checkpoint.get("optimizer") is not None:
-                self.optimizer.load_state_dict(checkpoint["optimizer"])
-            self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-
-        Trainer.resume_checkpoint = resume_checkpoint
-
-    if not _is_patched(Trainer.evaluate):
-        original_evaluate = Trainer.evaluate
-
-        @_mark
-        @functools.wraps(original_evaluate)
-        def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-            if eval_data and load_best_model:
-                checkpoint_file = model_file or self.saved_model_file
-                checkpoint = ckpt.load_checkpoint(checkpoint_file, map_location=self.device)
-                ckpt.restore_model(self.model, checkpoint)
-                self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-            return original_evaluate(
-                self, eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress
-            )
-
-        Trainer.evaluate = evaluate
-    _register("C3 Trainer._save_checkpoint/resume_checkpoint/evaluate: weights-only checkpoints")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,37 +259,6 @@ def _filter_warnings():
 
 
 # ---------------------------------------------------------------------------------------------
-# C12 — recbole.trainer.trainer.AbstractTrainer.__init__ wraps the model in
-# DistributedDataParallel(model, device_ids=[local_rank]) for every multi-process run: DDP rejects
-# device_ids for a CPU module, so CPU (Gloo) training is impossible, and SyncBatchNorm only runs on
-# accelerators. Same construction, with device_ids / SyncBatchNorm only when the model is on CUDA.
-# ---------------------------------------------------------------------------------------------
-def _patch_abstract_trainer_ddp():
-    from recbole.trainer.trainer import AbstractTrainer
-
-    if not _is_patched(AbstractTrainer.__init__):
-
-        @_mark
-        def __init__(self, config, model):
-            from torch.nn.parallel import DistributedDataParallel
-
-            import torch
-
-            self.config = config
-            self.model = model
-            if not config["single_spec"]:
-                on_cuda = torch.device(config["device"]).type == "cuda"
-                if on_cuda:
-                    self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-                    self.distributed_model = DistributedDataParallel(self.model, device_ids=[config["local_rank"]])
-                else:
-                    self.distributed_model = DistributedDataParallel(self.model)
-
-        AbstractTrainer.__init__ = __init__
-    _register("C12 AbstractTrainer.__init__: DDP on CPU (Gloo) without device_ids")
-
-
-# ---------------------------------------------------------------------------------------------
 # C13 — recbole.utils.utils.ensure_dir is "if not exists: os.makedirs", a race when several
 # processes of one multi-process run create log/<model>, saved/, ... at once (FileExistsError in
 # init_logger). Same function with exist_ok, in every module that imported it by name.
@@ -379,13 +282,11 @@ def _patch_ensure_dir():
 def apply():
     """Apply every patch (idempotent). Called by ``import recbole_ext``."""
     _patch_numpy_aliases()
-    _patch_trainer_checkpoints()
     _patch_collector()
     _patch_dok_update()
     _patch_sequence_nan()
     _patch_fill_nan()
     _patch_series_agg_len()
-    _patch_abstract_trainer_ddp()
     _patch_ensure_dir()
     _filter_warnings()
     logging.getLogger(__name__).debug("recbole_ext compat patches: %s", PATCHES)

@@ -12,25 +12,10 @@ import recbole
 from recbole.config import Config as RecBoleConfig
 from recbole.evaluator import metric_types
 
-from recbole_ext import registry
+from recbole_ext import distributed, options, registry
 from recbole_ext.errors import ConfigError, UnknownNameError
 
 BUNDLED_DATASETS = {"ml-100k"}
-# keys computed by Config itself: never fed back as user input when a run is rebuilt
-DERIVED_KEYS = {
-    "MODEL_TYPE",
-    "MODEL_INPUT_TYPE",
-    "eval_type",
-    "device",
-    "single_spec",
-    "local_rank",
-    "valid_neg_sample_args",
-    "test_neg_sample_args",
-    "valid_metric_bigger",
-}
-# keys a multi-process launch sets per process (run_recbole.py --nproc / --world_size ...): never
-# replayed when a run is rebuilt from its checkpoint or summary
-DISTRIBUTED_KEYS = {"local_rank", "nproc", "world_size", "ip", "port", "offset", "dist_backend"}
 
 
 def running_under_pytest():
@@ -67,56 +52,12 @@ class Config(RecBoleConfig):
 
     # --- device / distributed ----------------------------------------------------------------------
     def _init_device(self):
-        """RecBole's ``Config._init_device`` with a selectable process-group backend.
-
-        Single process (no ``local_rank`` key): RecBole's behaviour, unchanged. Multi-process (the
-        launcher sets ``local_rank``, ``world_size``, ``ip``, ``port``, ``offset``, ``nproc``): RecBole
-        hard-codes NCCL + ``cuda:<local_rank>``; here ``dist_backend`` chooses (``nccl`` / ``gloo``;
-        default NCCL when CUDA is usable, Gloo otherwise) and a Gloo run without CUDA trains on CPU.
-        """
+        """RecBole's ``Config._init_device`` for one process; a multi-process run (the launcher sets
+        ``local_rank``, ``world_size``, ``ip``, ``port``, ``offset``, ``nproc``) joins its process group
+        through :func:`recbole_ext.distributed.init_process` (selectable backend, CPU training on Gloo)."""
         if "local_rank" not in self.final_config_dict:
             return super()._init_device()
-        import torch
-        import torch.distributed as dist
-
-        cfg = self.final_config_dict
-        gpu_id = cfg.get("gpu_id")
-        gpu_id = ",".join(map(str, gpu_id)) if isinstance(gpu_id, (tuple, list)) else str(gpu_id if gpu_id is not None else "")
-        cfg["gpu_id"] = gpu_id
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id
-        use_cuda = bool(cfg.get("use_gpu", True)) and len(gpu_id) > 0 and torch.cuda.is_available()
-        backend = str(cfg.get("dist_backend") or ("nccl" if use_cuda else "gloo")).lower()
-        if backend not in ("nccl", "gloo"):
-            raise ConfigError(f"dist_backend must be 'nccl' or 'gloo', not '{cfg.get('dist_backend')}'")
-        if backend == "nccl" and not use_cuda:
-            raise ConfigError(
-                "dist_backend 'nccl' needs CUDA GPUs (none usable here): use dist_backend: gloo to train on CPU"
-            )
-        for key in ("world_size", "ip", "port"):
-            if cfg.get(key) is None:
-                raise ConfigError(f"multi-process run: '{key}' is not set (run_recbole.py --nproc sets it)")
-        local_rank = int(cfg["local_rank"])
-        nproc = int(cfg.get("nproc") or 1)
-        if use_cuda and len(gpu_id.split(",")) < nproc:
-            raise ConfigError(f"--nproc={nproc} processes on CUDA need {nproc} GPUs in gpu_id, got '{gpu_id}'")
-        cfg["dist_backend"] = backend
-        if not dist.is_initialized():
-            dist.init_process_group(
-                backend=backend,
-                rank=local_rank + int(cfg.get("offset") or 0),
-                world_size=int(cfg["world_size"]),
-                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
-            )
-        if use_cuda:
-            cfg["device"] = torch.device("cuda", local_rank)
-            torch.cuda.set_device(local_rank)
-        else:
-            cfg["device"] = torch.device("cpu")
-        cfg["single_spec"] = False
-        if local_rank != 0:
-            cfg["state"] = "error"
-            cfg["show_progress"] = False
-            cfg["verbose"] = False
+        distributed.init_process(self.final_config_dict)
 
     # --- model resolution -----------------------------------------------------------------------
     def _get_model_and_dataset(self, model, dataset):
@@ -141,14 +82,9 @@ class Config(RecBoleConfig):
     # --- defaults -------------------------------------------------------------------------------
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        self._update_internal_config_dict(os.path.join(registry.PROPERTIES_DIR, "overall.yaml"))
-        names = [model_class.__name__]
-        if model != model_class.__name__:
-            names.append(model)  # alias defaults on top of the target model's
-        for name in names:
-            path = os.path.join(registry.PROPERTIES_DIR, "model", f"{name}.yaml")
-            if os.path.isfile(path):
-                self._update_internal_config_dict(path)
+        external = self.external_config_dict
+        for path in options.defaults_files(model, model_class, external.get("trainer"), external.get("rerank")):
+            self._update_internal_config_dict(path)
 
     def _set_default_parameters(self):
         self._check_metric_names()
@@ -175,13 +111,13 @@ class Config(RecBoleConfig):
         for metric in metrics:
             if metric.lower() not in metric_types:
                 raise UnknownNameError(
-                    registry._unknown_message("metric", metric, sorted(metric_types))
+                    registry.unknown_message("metric", metric, sorted(metric_types))
                     + ". Metric names are case-insensitive; set them in 'metrics: [...]'"
                 )
         valid_metric = str(self.final_config_dict.get("valid_metric", "")).split("@")[0]
         if valid_metric and valid_metric.lower() not in metric_types:
             raise UnknownNameError(
-                registry._unknown_message("valid_metric", valid_metric, sorted(metric_types))
+                registry.unknown_message("valid_metric", valid_metric, sorted(metric_types))
             )
         if valid_metric and valid_metric.lower() not in {m.lower() for m in metrics}:
             raise ConfigError(
@@ -198,7 +134,3 @@ class Config(RecBoleConfig):
         ):
             return os.path.join(os.path.dirname(recbole.__file__), "dataset_example", self.dataset)
         return user_path
-
-    def user_config(self):
-        """The user-given configuration (files, dict, command line) — enough to rebuild this Config."""
-        return dict(self.external_config_dict)

@@ -7,32 +7,65 @@ import json
 import os
 import platform
 import time
+from collections import namedtuple
 from logging import getLogger
 
 import torch
-import torch.distributed as dist
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_ext import checkpoint as ckpt
+from recbole_ext import distributed
 from recbole_ext.config import Config
+from recbole_ext.io import atomic_write_text
 from recbole_ext.utils import create_dataset, data_preparation, get_model, get_trainer
 
+#: What :func:`setup_run` builds; ``trainer`` is ``None`` when not asked for.
+Run = namedtuple("Run", "config dataset train_data valid_data test_data model trainer")
+# keys that say how a checkpoint was made, not how to rebuild its model and data
+_RUN_ONLY_KEYS = ("model", "dataset", "trainer", "pretrained_model_file")
 
-def atomic_write_text(path, text):
-    ckpt.atomic_write(path, lambda f: f.write(text), mode="w")
+
+def setup_run(config, with_trainer=True, checkpoint=None):
+    """The one set-up sequence of every entry point: seed → logger → dataset → loaders → model (→ trainer).
+
+    ``config`` is a :class:`recbole_ext.Config`; ``checkpoint`` (a loaded checkpoint dictionary) restores
+    the model's weights. Used by :func:`run_recbole`, :func:`load_data_and_model`, the analysis helpers,
+    the benchmarks and the demo.
+    """
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model, trainer = build_model_and_trainer(config, train_data, with_trainer)
+    logger.info(model)
+    if checkpoint is not None:
+        ckpt.restore_model(model, checkpoint)
+    return Run(config, dataset, train_data, valid_data, test_data, model, trainer)
 
 
-def build_model_and_trainer(config, train_data):
+def build_model_and_trainer(config, train_data, with_trainer=True):
     """Instantiate the configured model on ``train_data`` and its (composed) trainer."""
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
+    model = get_model(config.model_class)(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model) if with_trainer else None
     return model, trainer
+
+
+def config_from_checkpoint(checkpoint, config_dict=None):
+    """The ``Config`` a checkpoint was trained with (its user-given part, without the keys that say how it
+    was made: trainer, pretrained model), updated by ``config_dict``."""
+    meta = checkpoint["meta"]
+    user_config = {k: v for k, v in checkpoint.get("external_config", {}).items() if k not in _RUN_ONLY_KEYS}
+    user_config.update(config_dict or {})
+    return Config(model=meta["model"], dataset=meta["dataset"], config_dict=user_config, cmd_args=[])
 
 
 def write_summary(config, summary):
     """Write ``summary`` as JSON under ``config['results_dir']`` (atomically); return its path."""
-    results_dir = config["results_dir"] or os.path.join("saved", "results")
+    results_dir = config["results_dir"]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = os.path.join(results_dir, f"{config['model']}-{config['dataset']}-{stamp}-{os.getpid()}.json")
     atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -57,22 +90,15 @@ def run_recbole(
 
     Multi-process runs (``config_dict`` holds ``local_rank``, ``world_size``, ``ip``, ``port``, ...;
     see :func:`run_recboles`): only global rank 0 writes the summary (and checkpoints); rank 0 puts
-    the result, without the ``config`` object, on ``queue`` when one is given; the process group is
-    destroyed at the end, as in RecBole.
+    every process puts its result, without the ``config`` object, on ``queue`` when one is given; the
+    process group is destroyed at the end, as in RecBole.
     """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
     )
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
     logger = getLogger()
-    logger.info(config)
-
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model, trainer = build_model_and_trainer(config, train_data)
-    logger.info(model)
+    run = setup_run(config)
+    model, trainer, train_data, valid_data, test_data = run.model, run.trainer, run.train_data, run.valid_data, run.test_data
     if config["resume_checkpoint"]:
         trainer.resume_checkpoint(config["resume_checkpoint"])
 
@@ -100,9 +126,10 @@ def run_recbole(
         "eval_seconds": round(eval_seconds, 3),
         "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
     }
-    distributed = not config["single_spec"] and dist.is_available() and dist.is_initialized()
-    main_process = not distributed or dist.get_rank() == 0
-    if distributed:
+    multi_process = distributed.is_distributed(config)
+    main_process = distributed.is_main_process(config)
+    if multi_process:
+        dist = torch.distributed
         result["rank"] = dist.get_rank()
         result["model_digest"] = digest  # after training, per process: equal on all ranks when DDP syncs
         result["world_size"] = dist.get_world_size()
@@ -118,10 +145,10 @@ def run_recbole(
         }
         result["summary_path"] = write_summary(config, summary)
         logger.info(set_color("results summary", "yellow") + f": {result['summary_path']}")
-    if distributed:
+    if multi_process:
         dist.barrier()
         dist.destroy_process_group()
-    if queue is not None and main_process:
+    if queue is not None:
         queue.put(dict(result))  # for torch.multiprocessing.spawn (no Config: not needed, heavy)
     result["config"] = config
     return result
@@ -170,14 +197,14 @@ def load_data_and_model(model_file):
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's function.
     """
     checkpoint = ckpt.load_checkpoint(model_file)
-    meta = checkpoint["meta"]
-    user_config = {k: v for k, v in checkpoint.get("external_config", {}).items() if k not in ("model", "dataset")}
-    config = Config(model=meta["model"], dataset=meta["dataset"], config_dict=user_config, cmd_args=[])
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    ckpt.restore_model(model, checkpoint)
-    return config, model, dataset, train_data, valid_data, test_data
+    run = setup_run(config_from_checkpoint(checkpoint), with_trainer=False, checkpoint=checkpoint)
+    return run.config, run.model, run.dataset, run.train_data, run.valid_data, run.test_data
+
+
+def launch(model, dataset, nproc=2, config_dict=None, config_file_list=None, cmd_args=None, ip="127.0.0.1",
+           port=None):
+    """Run :func:`run_recbole` in ``nproc`` processes on this machine (see
+    :func:`recbole_ext.distributed.launch`); return every process's result (``rank``, ``model_digest``,
+    metrics, timings), rank order."""
+    return distributed.launch(run_recboles, model, dataset, nproc, config_dict=config_dict,
+                              config_file_list=config_file_list, cmd_args=cmd_args, ip=ip, port=port)

@@ -134,7 +134,7 @@ def run_search(model, dataset, params_file, config_file_list=None, config_dict=N
     ``results_path``. All choices and no ``max_trials``: exhaustive grid; otherwise
     ``max_trials`` (default 10) random samples."""
     from recbole_ext.config import Config
-    from recbole_ext.quick_start import atomic_write_text
+    from recbole_ext.io import atomic_write_text
 
     space = parse_params_file(params_file)
     config_file_list = [os.path.abspath(p) for p in (config_file_list or [])]

@@ -18,7 +18,8 @@ def get_trainer(model_type, model_name, config=None):
     """Trainer class for a run: the ``trainer`` config key, else the model's declared trainer,
     else ``<Model>Trainer`` (ours, then RecBole's), else RecBole's choice by model type — with
     recbole_ext's collector and re-ranking hook mixed in."""
-    return compose_trainer(registry.get_trainer_class(model_type, model_name, config))
+    model_class = getattr(config, "model_class", None)  # resolved once, by the Config
+    return compose_trainer(registry.get_trainer_class(model_type, model_name, config, model_class))
 
 
 __all__ = ["get_model", "get_trainer", "create_dataset", "data_preparation"]

@@ -10,11 +10,12 @@ import torch
 
 import recbole_ext  # noqa: F401
 from recbole_ext import checkpoint as ckpt
+from recbole_ext.io import atomic_torch_save
 from recbole_ext.config import Config
 from recbole_ext.errors import CheckpointError, ConfigError
-from recbole_ext.evaluator.analysis import evaluate_checkpoint, export_per_user_tsv, per_user_metrics, rbo, set_reranker
+from recbole_ext.analysis import evaluate_checkpoint, export_per_user_tsv, per_user_metrics, rbo, set_reranker
 from recbole_ext.quick_start import run_recbole
-from recbole_ext.trainer import CaliTuneTrainer
+from recbole_ext.trainer.calitune import CaliTuneTrainer
 from recbole_ext.utils import create_dataset, data_preparation, get_model
 
 torch.set_num_threads(1)
@@ -146,13 +147,13 @@ def test_bad_input(backbone, monkeypatch, tmp_path):
         CaliTuneTrainer(config, pop_model)
     saved = ckpt.load_checkpoint(backbone["checkpoint"])
     other = dict(saved, meta=dict(saved["meta"], dataset="ml-1m"))
-    ckpt.atomic_torch_save(other, str(tmp_path / "other.pth"))
+    atomic_torch_save(other, str(tmp_path / "other.pth"))
     config["pretrained_model_file"] = str(tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="ml-1m"):
         CaliTuneTrainer(config, model)
     state = dict(saved["state_dict"])
     state["item_embedding.weight"] = state["item_embedding.weight"][:100]
-    ckpt.atomic_torch_save(dict(saved, state_dict=state), str(tmp_path / "fewer_items.pth"))
+    atomic_torch_save(dict(saved, state_dict=state), str(tmp_path / "fewer_items.pth"))
     config["pretrained_model_file"] = str(tmp_path / "fewer_items.pth")
     with pytest.raises(CheckpointError, match="item_embedding"):
         CaliTuneTrainer(config, model)

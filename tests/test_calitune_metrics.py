@@ -11,7 +11,7 @@ from recbole.evaluator.collector import DataStruct
 import recbole_ext  # noqa: F401
 from recbole_ext.data.popularity import one_hot_groups, popularity_bins, user_groups, user_targets
 from recbole_ext.errors import ConfigError
-from recbole_ext.evaluator.analysis import ndcg_from_hits, rbo
+from recbole_ext.analysis import ndcg_from_hits, rbo
 from recbole_ext.evaluator.metrics.calibration import (
     JSD,
     MisCalKL,

@@ -19,7 +19,7 @@ import torch
 
 import recbole_ext  # noqa: F401
 from recbole_ext.config import Config
-from recbole_ext.distributed import launch
+from recbole_ext.quick_start import launch
 from recbole_ext.errors import ConfigError
 from recbole_ext.quick_start import load_data_and_model
 from recbole_ext.utils import get_trainer
@@ -158,20 +158,21 @@ def test_trainers_without_ddp_support_refuse_multi_process():
         NotYet({"single_spec": False}, torch.nn.Linear(1, 1))
 
 
-def test_compat_ddp_on_cpu_and_ensure_dir(tmp_path):
-    """C12: RecBole's AbstractTrainer builds DDP with device_ids=[local_rank], which DDP rejects for a
-    CPU module; C13: RecBole's ensure_dir races when several processes create the same folder."""
+def test_ddp_on_cpu_and_ensure_dir(tmp_path):
+    """The trainer base's DDP (formerly compat C12): RecBole's AbstractTrainer builds DDP with
+    device_ids=[local_rank], which DDP rejects for a CPU module; C13: RecBole's ensure_dir races when
+    several processes create the same folder."""
     import torch.distributed as dist
-    from recbole.trainer.trainer import AbstractTrainer
     from recbole.utils import logger as recbole_logger
     from torch.nn.parallel import DistributedDataParallel
 
-    from recbole_ext.distributed import free_port
+    from recbole_ext.distributed import free_port, wrap_ddp
 
     dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{free_port()}")
     try:
         model = torch.nn.Linear(3, 1)
-        trainer = AbstractTrainer({"single_spec": False, "device": torch.device("cpu"), "local_rank": 0}, model)
+        _, distributed_model = wrap_ddp(model, {"single_spec": False, "device": torch.device("cpu"), "local_rank": 0})
+        trainer = type("T", (), {"distributed_model": distributed_model})
         assert isinstance(trainer.distributed_model, DistributedDataParallel)
         assert trainer.distributed_model.device_ids is None
     finally:

@@ -9,7 +9,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.trainer import TraditionalTrainer
 from recbole.utils import ModelType
 
-from recbole_ext import registry
+from recbole_ext import options, registry
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError, DatasetError, DatasetNotFoundError, UnknownNameError
 from recbole_ext.trainer import ExtTrainerMixin
@@ -25,7 +25,7 @@ def own_properties(tmp_path, monkeypatch):
     (props / "overall.yaml").write_text("trainer: ~\nrerank: ~\nresults_dir: saved/results\nresume_checkpoint: ~\n")
     (props / "model" / "BPR.yaml").write_text("embedding_size: 16\nreg_marker: from_package\n")
     (props / "model" / "TinyBPR.yaml").write_text("embedding_size: 12\n")
-    monkeypatch.setattr(registry, "PROPERTIES_DIR", str(props))
+    monkeypatch.setattr(options, "PROPERTIES_DIR", str(props))
     monkeypatch.setitem(registry.MODEL_ALIASES, "TinyBPR", "BPR")
     return props
 

@@ -11,7 +11,8 @@ import torch
 from recbole.evaluator.base_metric import AbstractMetric, TopkMetric
 from recbole.utils import EvaluatorType
 
-from recbole_ext.checkpoint import atomic_torch_save, load_checkpoint
+from recbole_ext.checkpoint import load_checkpoint
+from recbole_ext.io import atomic_torch_save
 from recbole_ext.config import Config
 from recbole_ext.errors import CheckpointError, DatasetError
 from recbole_ext.evaluator import register_metric

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbole_ext.checkpoint import atomic_torch_save, load_checkpoint
+from recbole_ext.checkpoint import load_checkpoint
+from recbole_ext.io import atomic_torch_save
 from recbole_ext.config import Config
 from recbole_ext.data import peterrec_data as pdata
 from recbole_ext.errors import CheckpointError, ConfigError

@@ -20,4 +20,3 @@ __all__ = [
     "create_dataset",
     "data_preparation",
 ]
-from recbole_ext.data.peterrec_data import GRecDataset, NextItNetPDataset  # noqa: E402  (PeterRec backbones, issue 6)

@@ -1,7 +1,8 @@
 """``create_dataset`` and ``data_preparation`` that know recbole_ext's models.
 
-* Dataset class: ``<Model>Dataset`` from ``recbole_ext.data`` first, then RecBole's, else by model
-  type — always with the atomic-file checks of :mod:`recbole_ext.data.dataset`.
+* Dataset class: the model's entry in :data:`recbole_ext.registry.DATASETS` first, then RecBole's
+  ``<Model>Dataset``, else by model type — always with the atomic-file checks of
+  :mod:`recbole_ext.data.dataset`.
 * Train loader: RecBole picks ``UserDataLoader`` only for a hard-coded list of model *names*
   (``recbole.data.utils.get_dataloader``). A model class declares its own with the attribute
   ``train_loader = "user"`` (autoencoder-style) or a DataLoader class; everything else goes through
@@ -30,12 +31,12 @@ _TYPE_TO_CLASS = {
 
 
 def dataset_class_for(config):
-    import recbole_ext.data as ext_data
-
+    own = registry.dataset_class(config["model"])
+    if own is not None:
+        return ext_dataset.checked_dataset_class(own)
     name = registry.resolve_alias(config["model"]) + "Dataset"
-    for module in (ext_data, recbole_dataset):
-        if isinstance(getattr(module, name, None), type):
-            return ext_dataset.checked_dataset_class(getattr(module, name))
+    if isinstance(getattr(recbole_dataset, name, None), type):
+        return ext_dataset.checked_dataset_class(getattr(recbole_dataset, name))
     return _TYPE_TO_CLASS[config["MODEL_TYPE"]]
 
 
@@ -45,8 +46,7 @@ def create_dataset(config):
 
 
 def _train_loader_class(config):
-    model_class = registry.find_model(config["model"])
-    declared = getattr(model_class, "train_loader", None)
+    declared = getattr(config.model_class, "train_loader", None)
     if declared == "user":
         return UserDataLoader
     if isinstance(declared, type):

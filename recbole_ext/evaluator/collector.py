@@ -25,6 +25,7 @@ those two keys, a trainer may hand over the top-k lists alone (:class:`TopKScore
 import torch
 from recbole.evaluator.collector import Collector
 
+from recbole_ext import distributed
 from recbole_ext.compat import PER_EVALUATION_KEYS
 from recbole_ext.errors import DatasetError
 
@@ -172,8 +173,6 @@ class ExtCollector(Collector):
 
     def _gather(self, struct, rows):
         """Concatenate the per-evaluation rows of every process (rank order), padding dropped."""
-        import torch.distributed as dist
-
         n_real, n_rows = self.shard
         keep = n_real if rows == n_rows else rows  # one row per sample: drop the sampler's padding
         keys = [k for k in list(PER_EVALUATION_KEYS) + list(self.batch_keys) if k in struct]
@@ -184,8 +183,7 @@ class ExtCollector(Collector):
                 local[key] = value[value[:, 0] < keep]
             else:
                 local[key] = value[:keep]
-        parts = [None] * dist.get_world_size()
-        dist.all_gather_object(parts, (keep, local))
+        parts = distributed.gather_objects((keep, local))
         offset = 0
         merged = {key: [] for key in keys}
         for part_rows, part in parts:

@@ -20,7 +20,7 @@ import torch
 
 from recbole_ext.data.popularity import calibration_data
 from recbole_ext.errors import ConfigError
-from recbole_ext.trainer.rerank import Reranker, register_reranker
+from recbole_ext.trainer.rerank import Reranker
 
 EPS = 1e-10
 
@@ -83,9 +83,10 @@ def calibrated_rerank(relevance, cand_groups, targets, n, lam, divergence="jsd",
     return picks
 
 
-@register_reranker("cp")
 class CPReranker(Reranker):
     """Calibrated greedy re-ranking over the top-``cp_candidates`` items (CaliTune's CP baseline)."""
+
+    name = "cp"
 
     def __init__(self, config):
         super().__init__(config)

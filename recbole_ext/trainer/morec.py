@@ -464,7 +464,7 @@ class MoRecTrainer(Trainer):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = os.path.join(directory, f"MoRec-{self.config['model']}-{self.config['dataset']}-{stamp}-{os.getpid()}")
         payload = {"objectives": self.objectives, "controller": self.coordinator.name, "epochs": self.morec_history}
-        from recbole_ext.quick_start import atomic_write_text
+        from recbole_ext.io import atomic_write_text
 
         atomic_write_text(base + "-trajectory.json", json.dumps(payload, indent=1) + "\n")
         self.trajectory_path = base + "-trajectory.json"

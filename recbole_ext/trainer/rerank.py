@@ -7,23 +7,12 @@ RecBole's and ours — evaluates the re-ranked list. Score-based collector keys 
 ``rec.meanrank``) are not meaningful under re-ranking.
 
 Select one with the config key ``rerank: <name>`` (``~`` / ``none`` = off). Re-rankers register with
-``@register_reranker("name")``.
+``@register_reranker("name")`` (:mod:`recbole_ext.registry`).
 """
 
 import torch
 
-from recbole_ext.errors import UnknownNameError
-
-RERANKERS = {}
-
-
-def register_reranker(name):
-    def decorator(cls):
-        RERANKERS[name.lower()] = cls
-        cls.name = name.lower()
-        return cls
-
-    return decorator
+from recbole_ext.registry import RERANKERS, find_reranker, register_reranker  # noqa: F401  (re-exported)
 
 
 class Reranker:
@@ -57,10 +46,4 @@ def build_reranker(config):
     name = config["rerank"]
     if name is None or str(name).lower() in ("", "none", "false"):
         return None
-    from recbole_ext import trainer as _trainer_package  # noqa: F401  (registers built-in re-rankers)
-
-    cls = RERANKERS.get(str(name).lower())
-    if cls is None:
-        known = ", ".join(sorted(RERANKERS)) or "none registered"
-        raise UnknownNameError(f"unknown re-ranker '{name}' (config key 'rerank'); known re-rankers: {known}")
-    return cls(config)
+    return find_reranker(name)(config)

@@ -1,26 +1,32 @@
-"""Trainer extensions shared by every run of recbole_ext.
+"""The trainer base: everything recbole_ext adds to RecBole's trainers, in one place.
 
 :class:`ExtTrainerMixin` is mixed into whatever trainer a run uses — ours or any of RecBole's — by
-:func:`compose_trainer`. It adds the extended collector (side information for metrics) and the
-re-ranking hook of full-sort evaluation, and lets evaluate-only flows collect training statistics.
+:func:`compose_trainer`. It owns
 
-Multi-process runs (torch.distributed, see ``docs/distributed.md``): every process uses rank 0's
-checkpoint name, waits for rank 0's checkpoint before loading it, and evaluation gathers all
-processes' rows so that every metric is computed once over all users (RecBole averages per-process
-metric values instead).
+* checkpoints: written atomically in the weights-only-safe format of :mod:`recbole_ext.checkpoint`
+  (torch >= 2.6 refuses RecBole's pickled ``Config``), read back with ``weights_only=True`` when
+  resuming and when evaluating the best model; names unique across runs started in the same second;
+* evaluation: the extended collector (side information for metrics), the re-ranking hook of
+  full-sort evaluation and the top-k-only path for models with ``full_sort_topk``;
+* multi-process runs (torch.distributed, ``docs/distributed.md``): DDP that also trains on CPU (Gloo),
+  every process uses rank 0's checkpoint name and waits for it before loading, and evaluation gathers
+  all processes' rows so that every metric is computed once over all users (RecBole averages
+  per-process metric values instead).
 """
 
-import torch.distributed as dist
 from recbole.trainer import Trainer as RecBoleTrainer
-from torch.utils.data.distributed import DistributedSampler
+from recbole.utils import set_color
 
-from recbole_ext.checkpoint import unique_checkpoint_path
+from recbole_ext import checkpoint as ckpt
+from recbole_ext import distributed
+from recbole_ext.errors import CheckpointError, ConfigError
 from recbole_ext.evaluator.collector import ExtCollector, TopKScores
+from recbole_ext.io import atomic_torch_save, unique_path
 from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
 
 
 class ExtTrainerMixin:
-    """Extended collector + re-ranking hook; place before a RecBole ``Trainer`` in the bases."""
+    """Checkpoints, extended collector, re-ranking hook, DDP on CPU; place before a RecBole ``Trainer``."""
 
     #: False for trainers whose own training loop does not shard data / reduce gradients and signals
     #: across processes yet: a multi-process run then stops with a clear error instead of training
@@ -28,61 +34,94 @@ class ExtTrainerMixin:
     supports_distributed = True
 
     def __init__(self, config, model):
-        if not config["single_spec"] and not self.supports_distributed:
-            from recbole_ext.errors import ConfigError
-
+        multi_process = not config["single_spec"]
+        if multi_process and not self.supports_distributed:
             raise ConfigError(
                 f"{type(self).__name__} does not support multi-process (DDP) training yet: run it in one "
                 "process (no --nproc / --world_size). See docs/distributed.md"
             )
-        super().__init__(config, model)
+        if multi_process:
+            # RecBole's AbstractTrainer.__init__ would build DDP with device_ids (CUDA only): build it here
+            config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not multi_process
+        if multi_process:
+            self.model, self.distributed_model = distributed.wrap_ddp(model, config)
         if hasattr(self, "eval_collector"):
             self.eval_collector = ExtCollector(config)
         self.reranker = build_reranker(config)
         # False: always hand the collector full score matrices (e.g. to compare with the top-k-only path)
         self.topk_only_eval = True
-        self._train_collected = False
         if getattr(self, "saved_model_file", None):
-            self.saved_model_file = unique_checkpoint_path(self.saved_model_file)
+            self.saved_model_file = unique_path(self.saved_model_file)
         if self.distributed:
             # every process must read the checkpoint rank 0 writes (RecBole names it per process,
             # by local time: the names differ when the processes start in different seconds)
-            names = [getattr(self, "saved_model_file", None)]
-            dist.broadcast_object_list(names, src=0)
-            if names[0] is not None:
-                self.saved_model_file = names[0]
+            self.saved_model_file = distributed.broadcast_from_rank0(getattr(self, "saved_model_file", None))
 
     @property
     def distributed(self):
         """True in a multi-process (torch.distributed) run."""
-        return not self.config["single_spec"] and dist.is_available() and dist.is_initialized()
+        return distributed.is_distributed(self.config)
 
     @property
     def is_main_process(self):
         """True in a single-process run and on global rank 0: the process that writes files."""
-        return not self.distributed or dist.get_rank() == 0
+        return distributed.is_main_process(self.config)
 
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.is_main_process:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        atomic_torch_save(ckpt.build_state(self, epoch), saved_model_file)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def resume_checkpoint(self, resume_file):
+        resume_file = str(resume_file)
+        checkpoint = ckpt.load_checkpoint(resume_file, map_location=self.device)
+        saved_model = checkpoint["meta"].get("model", "")
+        if saved_model.lower() != str(self.config["model"]).lower():
+            raise CheckpointError(
+                f"cannot resume: {resume_file} belongs to model '{saved_model}', this run trains '{self.config['model']}'"
+            )
+        self.saved_model_file = resume_file
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        if checkpoint["best_valid_score"] is not None:
+            self.best_valid_score = checkpoint["best_valid_score"]
+        ckpt.restore_model(self.model, checkpoint)
+        if checkpoint.get("optimizer") is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _load_best_model(self, model_file=None):
+        checkpoint_file = model_file or self.saved_model_file
+        if self.distributed:
+            distributed.barrier()  # rank 0 has finished writing the checkpoint every process reads
+        ckpt.restore_model(self.model, ckpt.load_checkpoint(checkpoint_file, map_location=self.device))
+        self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+
+    # --- evaluation ----------------------------------------------------------------------------
     def collect_train_data(self, train_data):
         """Give the collector the training statistics (item counts, side information). ``fit`` does
         this itself; call it before :meth:`evaluate` when evaluating a model that was not fitted."""
         self.eval_collector.data_collect(train_data)
-        self._train_collected = True
-
-    def fit(self, train_data, *args, **kwargs):
-        self._train_collected = True  # RecBole's fit calls data_collect
-        return super().fit(train_data, *args, **kwargs)
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if eval_data and self.reranker is not None:
+        if not eval_data:
+            return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        if load_best_model:
+            self._load_best_model(model_file)
+        if self.reranker is not None:
             self.reranker.prepare(self, eval_data)
-        if self.distributed and eval_data:
-            if load_best_model:
-                dist.barrier()  # rank 0 has finished writing the checkpoint every process reads
+        if self.distributed:
             self._set_eval_shard(eval_data)
         try:
-            return super().evaluate(
-                eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
-            )
+            return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
         finally:
             if hasattr(self.eval_collector, "set_shard"):
                 self.eval_collector.set_shard(None, None)
@@ -90,11 +129,9 @@ class ExtTrainerMixin:
     def _set_eval_shard(self, eval_data):
         """Tell the collector which of this process's evaluation rows are real (see ExtCollector)."""
         sampler = getattr(eval_data, "sampler", None)
-        if not isinstance(sampler, DistributedSampler) or not hasattr(self.eval_collector, "set_shard"):
-            return
-        n_total = len(sampler.dataset)
-        n_real = len(range(sampler.rank, n_total, sampler.num_replicas))
-        self.eval_collector.set_shard(n_real, sampler.num_samples)
+        n_real = distributed.real_row_count(sampler)
+        if n_real is not None and hasattr(self.eval_collector, "set_shard"):
+            self.eval_collector.set_shard(n_real, sampler.num_samples)
 
     def _map_reduce(self, result, num_sample):
         """RecBole averages each process's metric values (weighted by its batch count): exact only

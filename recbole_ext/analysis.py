@@ -12,9 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbole_ext import checkpoint as ckpt
 from recbole_ext.data.popularity import ITEM_GROUP_NAMES, USER_GROUP_NAMES, calibration_data
 from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.metrics.calibration import per_user_jsd
+from recbole_ext.quick_start import config_from_checkpoint, setup_run
+from recbole_ext.trainer.rerank import build_reranker
 
 
 @torch.no_grad()
@@ -118,27 +121,9 @@ def evaluate_checkpoint(model_file, config_dict=None, split="test"):
     re-ranking hook). Returns ``(result, trainer, (train_data, valid_data, test_data))`` — the trainer
     can be re-used: :func:`set_reranker` swaps the re-ranker without reloading data.
     """
-    from recbole.utils import init_logger, init_seed
-
-    from recbole_ext import checkpoint as ckpt
-    from recbole_ext.config import Config
-    from recbole_ext.utils import create_dataset, data_preparation, get_model, get_trainer
-
     checkpoint = ckpt.load_checkpoint(model_file)
-    meta = checkpoint["meta"]
-    user_config = {
-        k: v for k, v in checkpoint.get("external_config", {}).items()
-        if k not in ("model", "dataset", "trainer", "pretrained_model_file")
-    }
-    user_config.update(config_dict or {})
-    config = Config(model=meta["model"], dataset=meta["dataset"], config_dict=user_config, cmd_args=[])
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    ckpt.restore_model(model, checkpoint)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"], config)(config, model)
+    run = setup_run(config_from_checkpoint(checkpoint, config_dict), checkpoint=checkpoint)
+    trainer, train_data, valid_data, test_data = run.trainer, run.train_data, run.valid_data, run.test_data
     trainer.collect_train_data(train_data)
     data = {"valid": valid_data, "test": test_data}[split]
     result = trainer.evaluate(data, load_best_model=False)
@@ -147,8 +132,6 @@ def evaluate_checkpoint(model_file, config_dict=None, split="test"):
 
 def set_reranker(trainer, name=None, **keys):
     """Replace ``trainer``'s re-ranker: ``set_reranker(trainer, "cp", cp_lambda=0.3)``; ``None`` = off."""
-    from recbole_ext.trainer.rerank import build_reranker
-
     trainer.config["rerank"] = name
     for key, value in keys.items():
         trainer.config[key] = value

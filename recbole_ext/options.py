@@ -1,0 +1,61 @@
+"""One home for the defaults of our models, trainers and re-rankers, and their validation.
+
+Defaults live only in YAML: ``properties/overall.yaml``, ``properties/model/<Name>.yaml`` (an alias's
+file after its target's), ``properties/trainer/<Name>.yaml`` (the ``trainer`` key, else the model's
+declared trainer) and ``properties/rerank/<name>.yaml`` (the ``rerank`` key). :class:`recbole_ext.Config`
+loads them below the user's files, dict and command line. Code never carries a fallback default: it
+reads ``config[key]`` and, for options with a fixed set of values, calls :func:`check_choices`.
+"""
+
+import os
+
+from recbole_ext.errors import ConfigError
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
+
+
+def _short_trainer_name(name):
+    name = str(name)
+    return name[: -len("Trainer")] if name.endswith("Trainer") else name
+
+
+def defaults_files(model, model_class, trainer=None, rerank=None):
+    """The package's default files for a run, lowest priority first (only those that exist)."""
+    names = [("model", model_class.__name__)]
+    if model != model_class.__name__:
+        names.append(("model", model))  # alias defaults on top of the target model's
+    trainer = trainer or getattr(model_class, "trainer_name", None)
+    if trainer:
+        names.append(("trainer", _short_trainer_name(trainer)))
+    if rerank and str(rerank).lower() not in ("none", "false"):
+        names.append(("rerank", str(rerank).lower()))
+    paths = [os.path.join(PROPERTIES_DIR, "overall.yaml")]
+    paths += [os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml") for kind, name in names]
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def _lookup(config, key):
+    try:
+        return config[key]
+    except KeyError:
+        return None
+
+
+def check_choices(config, choices, owner):
+    """Check the options of ``owner`` (a model, trainer or re-ranker name) in one pass.
+
+    ``choices`` maps each option to the tuple of values it accepts (strings compare case-insensitively).
+    Returns ``{key: value}`` with string values lower-cased. A missing option or a value outside its
+    choices raises :class:`ConfigError` naming the option, the value and what is allowed.
+    """
+    values = {}
+    for key, allowed in choices.items():
+        value = _lookup(config, key)
+        if value is None:
+            raise ConfigError(f"{owner}: option '{key}' is not set; its default lives in the package's "
+                              f"properties/ YAML — set '{key}' to one of {list(allowed)}")
+        normal = value.lower() if isinstance(value, str) else value
+        if normal not in allowed:
+            raise ConfigError(f"{owner}: {key} must be one of {list(allowed)}, got {value!r}")
+        values[key] = normal
+    return values
