@@ -62,6 +62,12 @@ def real_row_count(sampler):
     return len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
 
 
+def all_reduce_sum(tensor):
+    """Sum ``tensor`` over the processes, in place (on its own device)."""
+    dist.all_reduce(tensor)
+    return tensor
+
+
 def mean_over_processes(values):
     """Element-wise mean of a list of numbers over the processes."""
     tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
@@ -80,11 +86,15 @@ def all_reduce_gradients(params, weight=None, device=None):
         grads = [g * weight for g in grads] + [torch.tensor([float(weight)], device=device)]
     flat = torch.cat(grads)
     dist.all_reduce(flat)
-    scale = 1.0 if weight is None else 1.0 / max(float(flat[-1]), 1.0)
+    count = 1.0 if weight is None else max(float(flat[-1]), 1.0)
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = (flat[offset : offset + n] * scale).view_as(p).clone()
+        grad = (flat[offset : offset + n] / count).view_as(p)
+        if p.grad is None:
+            p.grad = grad.clone()
+        else:
+            p.grad.copy_(grad)
         offset += n
 
 
@@ -182,3 +192,13 @@ def init_process(cfg):
 
 def barrier():
     dist.barrier()
+
+
+def backend():
+    return dist.get_backend()
+
+
+def finish():
+    """End a multi-process run: wait for every process, then leave the process group (as RecBole does)."""
+    dist.barrier()
+    dist.destroy_process_group()

@@ -21,7 +21,8 @@ def _short_trainer_name(name):
 
 def defaults_files(model, model_class, trainer=None, rerank=None):
     """The package's default files for a run, lowest priority first (only those that exist)."""
-    names = [("model", model_class.__name__)]
+    names = [("model", name) for name in getattr(model_class, "defaults_from", ())]
+    names.append(("model", model_class.__name__))
     if model != model_class.__name__:
         names.append(("model", model))  # alias defaults on top of the target model's
     trainer = trainer or getattr(model_class, "trainer_name", None)
@@ -59,3 +60,16 @@ def check_choices(config, choices, owner):
             raise ConfigError(f"{owner}: {key} must be one of {list(allowed)}, got {value!r}")
         values[key] = normal
     return values
+
+
+def fill_missing(config, kind, name):
+    """Give ``config`` the defaults of ``properties/<kind>/<name>.yaml`` that it lacks: for an owner switched
+    on after the Config was built (``analysis.set_reranker``), so that it sees the same defaults."""
+    import yaml
+
+    path = os.path.join(PROPERTIES_DIR, kind, f"{name}.yaml")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for key, value in (yaml.safe_load(f) or {}).items():
+                if key not in config:
+                    config[key] = value

@@ -129,11 +129,10 @@ def run_recbole(
     multi_process = distributed.is_distributed(config)
     main_process = distributed.is_main_process(config)
     if multi_process:
-        dist = torch.distributed
-        result["rank"] = dist.get_rank()
+        result["rank"] = distributed.rank()
         result["model_digest"] = digest  # after training, per process: equal on all ranks when DDP syncs
-        result["world_size"] = dist.get_world_size()
-        result["dist_backend"] = dist.get_backend()
+        result["world_size"] = distributed.world_size()
+        result["dist_backend"] = distributed.backend()
     if write_results and main_process:
         summary = dict(result)
         summary["config"] = ckpt.plain_config(config)
@@ -146,8 +145,7 @@ def run_recbole(
         result["summary_path"] = write_summary(config, summary)
         logger.info(set_color("results summary", "yellow") + f": {result['summary_path']}")
     if multi_process:
-        dist.barrier()
-        dist.destroy_process_group()
+        distributed.finish()
     if queue is not None:
         queue.put(dict(result))  # for torch.multiprocessing.spawn (no Config: not needed, heavy)
     result["config"] = config

@@ -1,16 +1,19 @@
 """Popularity bins, user targets / groups, JSD@k, MisCalKL, UserGroup and RBO on hand-computed cases."""
 
 import math
+import os
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+import yaml
 from recbole.evaluator.collector import DataStruct
 
 import recbole_ext  # noqa: F401
 from recbole_ext.data.popularity import one_hot_groups, popularity_bins, user_groups, user_targets
 from recbole_ext.errors import ConfigError
+from recbole_ext.options import PROPERTIES_DIR
 from recbole_ext.analysis import ndcg_from_hits, rbo
 from recbole_ext.evaluator.metrics.calibration import (
     JSD,
@@ -22,6 +25,7 @@ from recbole_ext.evaluator.metrics.calibration import (
 )
 
 torch.set_num_threads(1)
+OVERALL = yaml.safe_load(open(os.path.join(PROPERTIES_DIR, "overall.yaml"), encoding="utf-8"))
 
 
 def test_popularity_bins_hand_example():
@@ -116,7 +120,7 @@ def _struct(items, users, item_group, targets, user_group=None, hits=None):
 
 
 def test_jsd_and_miscal_metrics_through_recbole_interface():
-    config = {"topk": [1, 2], "metric_decimal_place": 6, "miscal_alpha": None, "usergroup_metrics": None}
+    config = dict(OVERALL, topk=[1, 2], metric_decimal_place=6)
     item_group = torch.tensor([-1, 0, 1, 2])
     targets = torch.tensor([[0, 0, 0], [0.5, 0.5, 0], [0, 0, 1.0]])
     items = torch.tensor([[1, 2], [3, 1]])
@@ -133,7 +137,7 @@ def test_jsd_and_miscal_metrics_through_recbole_interface():
 
 
 def test_user_group_metric_means_within_groups():
-    config = {"topk": [2], "metric_decimal_place": 6, "usergroup_metrics": ["ndcg", "jsd"], "miscal_alpha": None}
+    config = dict(OVERALL, topk=[2], metric_decimal_place=6, usergroup_metrics=["ndcg", "jsd"])
     item_group = torch.tensor([-1, 0, 1, 2])
     targets = torch.tensor([[0, 0, 0], [1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
     user_group = torch.tensor([-1, 0, 1, 2])

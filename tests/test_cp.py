@@ -9,7 +9,8 @@ import torch
 import recbole_ext  # noqa: F401
 from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.metrics.calibration import jsd
-from recbole_ext.trainer.cp import CPReranker, calibrated_rerank, cp_jsd, steck_kl
+from recbole_ext.evaluator.metrics.calibration import miscalibration_kl as steck_kl
+from recbole_ext.trainer.cp import CPReranker, calibrated_rerank, cp_jsd
 
 torch.set_num_threads(1)
 
@@ -87,8 +88,7 @@ def test_cp_ignores_non_candidates():
 
 
 def test_cp_bad_input():
-    base = {"topk": [10], "cp_lambda": 0.5, "cp_candidates": 100, "cp_divergence": None, "cp_alpha": None,
-            "cp_relevance": None, "USER_ID_FIELD": "user_id"}
+    base = {"topk": [10], "cp_lambda": 0.5, "cp_candidates": 100, "USER_ID_FIELD": "user_id"}  # rest: cp.yaml
     CPReranker(base)
     with pytest.raises(ConfigError, match="cp_lambda"):
         CPReranker(dict(base, cp_lambda=1.5))

@@ -1,4 +1,4 @@
-"""GF-CF and TwoTower: closed form vs the dense formula, bad input, end-to-end ml-100k runs."""
+"""GF-CF: closed form vs the dense formula, bad input, end-to-end ml-100k runs."""
 
 import os
 
@@ -11,7 +11,6 @@ from recbole_ext.errors import ConfigError
 from recbole_ext.model.general_recommender.gfcf import GFCF, resolve_options
 from recbole_ext.quick_start import load_data_and_model, run_recbole
 from recbole_ext.utils import create_dataset
-from tests.helpers import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,6 +29,11 @@ def write_tiny(folder, seed=0, n_users=9, n_items=12):
         for u, i in zip(*np.nonzero(dense)):
             t += 1
             f.write(f"u{u}\ti{i}\t{rng.integers(1, 6)}\t{t}\n")
+
+
+def options_of(**keys):
+    """GF-CF's effective options for ``keys`` on top of the package defaults."""
+    return resolve_options(Config("GFCF", "ml-100k", config_dict=keys))
 
 
 def tiny_model(run_dir, quiet_config, **keys):
@@ -117,9 +121,9 @@ def test_zero_degree_quirk_option(run_dir, quiet_config):
 
 
 def test_variant_presets_and_overrides():
-    opts = resolve_options({"gfcf_variant": "course", "gfcf_k": 7})
+    opts = options_of(gfcf_variant="course", gfcf_k=7)
     assert (opts["gfcf_k"], opts["gfcf_alpha"], opts["gfcf_svd"], opts["gfcf_degree"]) == (7, 1.0, "randomized", "epsilon")
-    assert resolve_options({})["gfcf_k"] == 256 and resolve_options({})["gfcf_alpha"] == 0.3
+    assert options_of()["gfcf_k"] == 256 and options_of()["gfcf_alpha"] == 0.3
 
 
 def test_propack_svd_matches_exact_filter(monkeypatch):
@@ -141,7 +145,7 @@ def test_propack_svd_matches_exact_filter(monkeypatch):
     reference = (di_inv[:, None] * dense_v) @ (dense_v.T * di_right[None, :])
     np.testing.assert_allclose(filters["propack"], filters["exact"], atol=1e-8)
     np.testing.assert_allclose(filters["propack"], reference, atol=1e-8)
-    assert resolve_options({"gfcf_svd": "propack"})["gfcf_svd"] == "propack"
+    assert options_of(gfcf_svd="propack")["gfcf_svd"] == "propack"
 
 
 @pytest.mark.parametrize(
@@ -198,57 +202,6 @@ def test_checkpoint_roundtrip(run_dir, quiet_config):
     fresh = GFCF(config, train_data._dataset)
     assert model.scoring == "factored"
     np.testing.assert_allclose(model.full_sort_predict(batch).numpy(), fresh.full_sort_predict(batch).numpy(), rtol=1e-5)
-
-
-@pytest.mark.parametrize("tower_type", ["concat", "product"])
-def test_twotower_ml100k_beats_pop(run_dir, pop_result, tower_type):
-    """Both tower types through run_recbole.py (the worked-example config), 2 epochs."""
-    out = run_cli(
-        [
-            "--model=TwoTower",
-            "--dataset=ml-100k",
-            f"--config_files={os.path.join(ROOT, 'properties', 'twotower_ml-100k.yaml')}",
-            f"--tower_type={tower_type}",
-            "--epochs=2",
-            "--metrics=['Recall','NDCG']",
-            "--state=WARNING",
-            "--show_progress=False",
-        ]
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    test = {line.split()[0]: float(line.split()[-1]) for line in out.stdout.splitlines() if "@10" in line}
-    assert test["recall@10"] > pop_result["recall@10"]
-    assert test["ndcg@10"] > pop_result["ndcg@10"]
-
-
-def test_twotower_bad_type(run_dir, quiet_config):
-    from recbole_ext.model.general_recommender.twotower import TwoTower
-
-    write_tiny(str(run_dir))
-    cfg = dict(quiet_config, data_path=str(run_dir), tower_type="sum", metrics=["Recall"], valid_metric="Recall@10")
-    config = Config(model="TwoTower", dataset="tiny", config_dict=cfg)
-    with pytest.raises(ConfigError, match="tower_type 'sum' is unknown"):
-        TwoTower(config, create_dataset(config))
-
-
-def test_twotower_full_sort_matches_predict(run_dir, quiet_config):
-    """full_sort_predict (vectorised over items) agrees with pairwise predict."""
-    from recbole.data.interaction import Interaction
-
-    from recbole_ext.model.general_recommender.twotower import TwoTower
-
-    write_tiny(str(run_dir))
-    for tower_type in ("concat", "product"):
-        cfg = dict(quiet_config, data_path=str(run_dir), tower_type=tower_type, metrics=["Recall"], valid_metric="Recall@10")
-        config = Config(model="TwoTower", dataset="tiny", config_dict=cfg)
-        dataset = create_dataset(config)
-        model = TwoTower(config, dataset).eval()
-        users = torch.tensor([1, 2, 3])
-        full = model.full_sort_predict(Interaction({"user_id": users})).view(3, -1)
-        items = torch.arange(model.n_items)
-        pairs = Interaction({"user_id": users.repeat_interleave(model.n_items), "item_id": items.repeat(3)})
-        with torch.no_grad():
-            torch.testing.assert_close(full, model.predict(pairs).view(3, -1))
 
 
 @pytest.mark.slow

@@ -10,11 +10,13 @@ import types
 import numpy as np
 import pytest
 import torch
+import yaml
 from recbole.data.interaction import Interaction
 
 from recbole_ext.config import Config
 from recbole_ext.data import morec_data
 from recbole_ext.errors import CheckpointError, ConfigError, DatasetError
+from recbole_ext.options import PROPERTIES_DIR
 from recbole_ext.quick_start import build_model_and_trainer
 from recbole_ext.trainer.morec import MoRecTrainer
 from recbole_ext.utils import create_dataset, data_preparation
@@ -24,6 +26,8 @@ YAML = os.path.join(ROOT, "properties", "morec_ml-100k.yaml")
 QUIET = ["--show_progress=False", "--state=WARNING", "--log_wandb=False", "--checkpoint_dir=saved",
          "--results_dir=saved/results", "--config_files=" + YAML]
 FAST = ["--train_batch_size=2048", "--eval_batch_size=8192"]
+# the package defaults of the data helpers' keys, for calls with a plain dict
+OVERALL = yaml.safe_load(open(os.path.join(PROPERTIES_DIR, "overall.yaml"), encoding="utf-8"))
 
 
 def _cli():
@@ -117,18 +121,19 @@ def test_missing_item_field_and_bad_distributions(workdir, built):
         trainer._setup(built.train, built.valid)
     ds = built.train._dataset
     with pytest.raises(DatasetError, match="sum to 1"):
-        morec_data.expected_align_distribution(ds, {"morec_align_dist": [0.2] * 10})
+        morec_data.expected_align_distribution(ds, {**OVERALL, "morec_align_dist": [0.2] * 10})
     with pytest.raises(DatasetError, match="one proportion for each alignment group 1..10"):
-        morec_data.expected_align_distribution(ds, {"morec_align_dist": [0.25] * 4})
+        morec_data.expected_align_distribution(ds, {**OVERALL, "morec_align_dist": [0.25] * 4})
     path = os.path.join(workdir.path, "dist0.csv")
     with open(path, "w") as f:
         f.write("group_id,proportion\n" + "".join(f"{g},0.1\n" for g in range(10)))
     with pytest.raises(DatasetError, match="0-based ids"):
-        morec_data.expected_align_distribution(ds, {"morec_align_dist": path})
-    dist = morec_data.expected_align_distribution(ds, {"morec_align_dist": path, "morec_align_dist_zero_based": True})
+        morec_data.expected_align_distribution(ds, {**OVERALL, "morec_align_dist": path})
+    zero_based = {**OVERALL, "morec_align_dist": path, "morec_align_dist_zero_based": True}
+    dist = morec_data.expected_align_distribution(ds, zero_based)
     assert dist.tolist() == pytest.approx([0] + [0.1] * 10)
     # default: training interaction share of each popularity bin, most popular bin largest
-    default = morec_data.expected_align_distribution(ds, {})
+    default = morec_data.expected_align_distribution(ds, OVERALL)
     assert default.sum() == pytest.approx(1.0) and default[0] == 0 and int(default.argmax()) == 1
 
 
@@ -136,12 +141,12 @@ def test_group_without_items_is_an_error():
     item_feat = Interaction({"item_id": torch.arange(4), "fair_group": torch.tensor([0.0, 1, 3, 3])})
     fake = types.SimpleNamespace(item_feat=item_feat, dataset_name="fake", iid_field="item_id")
     with pytest.raises(DatasetError, match=r"groups \[2\] have no items"):
-        morec_data.item_groups(fake, {}, "fair")
+        morec_data.item_groups(fake, OVERALL, "fair")
     item_feat = Interaction({"item_id": torch.arange(3), "fair_group": torch.tensor([0.0, 1, 0])})
     fake = types.SimpleNamespace(item_feat=item_feat, dataset_name="fake", iid_field="item_id",
                                  id2token=lambda field, ids: np.asarray(ids).astype(str))
     with pytest.raises(DatasetError, match="no 'fair_group' group"):
-        morec_data.item_groups(fake, {}, "fair")
+        morec_data.item_groups(fake, OVERALL, "fair")
 
 
 SASREC = ["--model=SASRec", "--train_neg_sample_args=None", "--loss_type=CE", "--hidden_size=16", "--inner_size=32",
@@ -189,7 +194,7 @@ def test_trainer_internals_negatives_and_fairness_norm(workdir, built):
     # M1: group score = sum of the group's losses / |V|; option 'group' divides by |V_g|
     trainer.generator.manual_seed(0)
     total = trainer._fairness_losses()
-    trainer.fair_norm = "group"
+    trainer.options.fair_norm = "group"
     trainer.generator.manual_seed(0)
     group = trainer._fairness_losses()
     groups = trainer.item2group["fairness"][trainer.valid_inter[trainer.iid].long()]

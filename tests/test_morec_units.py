@@ -7,19 +7,16 @@ import os
 import numpy as np
 import pytest
 import torch
+import yaml
 from recbole.evaluator.collector import DataStruct
 
 from recbole_ext.data import morec_data
 from recbole_ext.errors import ConfigError, DatasetError
 from recbole_ext.evaluator.metrics import morec as M
-from recbole_ext.trainer.morec_controller import PIController, build_coordinator
-from recbole_ext.trainer.morec_sampler import (
-    MoRecSampler,
-    alignment_signal,
-    fairness_signal,
-    group_counts,
-    signed_sgd_update,
-)
+from recbole_ext.options import PROPERTIES_DIR
+from recbole_ext.trainer.morec.controller import PIController, build_coordinator
+from recbole_ext.trainer.morec.sampler import MoRecSampler, group_counts, signed_sgd_update
+from recbole_ext.trainer.morec.signals import alignment_signal, fairness_signal
 
 # the shared data sets lie beside the repository (../shared), as in CI
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "datasets", "morec-example")
@@ -41,7 +38,8 @@ def _struct(batch_start=(0, 0, 2)):
     return s
 
 
-CFG = {"topk": [2], "metric_decimal_place": 8}
+OVERALL = yaml.safe_load(open(os.path.join(PROPERTIES_DIR, "overall.yaml"), encoding="utf-8"))
+CFG = {**OVERALL, "topk": [2], "metric_decimal_place": 8}
 L3 = 1.0 / math.log2(3)
 
 

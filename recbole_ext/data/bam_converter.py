@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_ext.errors import DatasetError, DatasetNotFoundError
+from recbole_ext.io import atomic_write
 
 
 def read_bam_file(path):
@@ -57,15 +58,11 @@ def convert(path, out_dir, name=None):
     """Write ``<out_dir>/<name>/<name>.inter``; return ``{data_path, dataset, inter_file, users, items, interactions}``."""
     name = name or os.path.basename(os.path.normpath(path))
     frame = read_bam_file(path)
-    folder = os.path.join(out_dir, name)
-    os.makedirs(folder, exist_ok=True)
-    inter_file = os.path.join(folder, f"{name}.inter")
+    inter_file = os.path.join(out_dir, name, f"{name}.inter")
     out = pd.DataFrame(
         {"user_id:token": frame["user"], "item_id:token": frame["item"], "timestamp:float": frame["order"]}
     )
-    tmp = inter_file + ".tmp"
-    out.to_csv(tmp, sep="\t", index=False, float_format="%.0f")
-    os.replace(tmp, inter_file)
+    atomic_write(inter_file, lambda f: out.to_csv(f, sep="\t", index=False, float_format="%.0f"), mode="w")
     return {
         "data_path": os.path.abspath(out_dir),
         "dataset": name,

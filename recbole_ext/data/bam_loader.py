@@ -11,10 +11,15 @@ distribution. One RecBole "epoch" is ``iters_per_epoch`` batches (the original v
 falls back to RecBole's own loader (every row once per epoch, shuffled).
 """
 
+from logging import getLogger
+
 import torch
 from recbole.data.dataloader import TrainDataLoader
+from recbole.data.transform import construct_transform
+from recbole.utils import ModelType
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from recbole_ext import distributed, options
 from recbole_ext.errors import ConfigError
 
 TRAIN_SAMPLERS = ("user", "interaction")
@@ -22,28 +27,18 @@ TRAIN_SAMPLERS = ("user", "interaction")
 
 class BaMTrainDataLoader(TrainDataLoader):
     def __init__(self, config, dataset, sampler, shuffle=False):
-        mode = str(config["train_sampler"] or "user")
-        if mode not in TRAIN_SAMPLERS:
-            raise ConfigError(f"train_sampler must be one of {TRAIN_SAMPLERS}, got '{mode}'")
+        mode = options.check_choices(config, {"train_sampler": TRAIN_SAMPLERS}, "BaMTrainDataLoader")["train_sampler"]
         if mode == "interaction":
             super().__init__(config, dataset, sampler, shuffle=shuffle)
             return
-        world_size, rank = 1, 0
-        if not config["single_spec"]:
-            # multi-process (DDP): each process draws its own i.i.d. rows from the same distribution,
-            # train_batch_size / world_size per step with its own generator, so that the rows of one
-            # synchronised step are a train_batch_size draw from BaM's distribution, as in one process
-            import torch.distributed as dist
-
-            world_size, rank = dist.get_world_size(), dist.get_rank()
-        iters = int(config["iters_per_epoch"] or 1000)
+        # multi-process (DDP): each process draws its own i.i.d. rows from the same distribution,
+        # train_batch_size / world_size per step with its own generator, so that the rows of one
+        # synchronised step are a train_batch_size draw from BaM's distribution, as in one process
+        world_size, rank = distributed.world_size(), distributed.rank()
+        iters = int(config["iters_per_epoch"])
         if iters < 1:
             raise ConfigError(f"iters_per_epoch must be >= 1, got {iters}")
         # the attributes TrainDataLoader / AbstractDataLoader set, then a DataLoader over a weighted sampler
-        from recbole.data.transform import construct_transform
-        from recbole.utils import ModelType
-        from logging import getLogger
-
         self.logger = getLogger()
         self._set_neg_sample_args(config, dataset, config["MODEL_INPUT_TYPE"], config["train_neg_sample_args"])
         self.sample_size = len(dataset)

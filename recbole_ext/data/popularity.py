@@ -12,29 +12,23 @@ the CaliTune trainer.
 * **User groups** — Mainstream / Diverse / Niche (0 / 1 / 2): users sorted by their HighPop share,
   descending (stable, ties by ascending id); boundaries ``round(0.2 n)`` and ``round(0.8 n)``.
 
-Config keys: ``popularity_source`` (``full``), ``popularity_proportions`` ([0.2, 0.6, 0.2]),
-``user_group_proportions`` ([0.2, 0.6, 0.2]).
+Config keys (defaults in ``properties/overall.yaml``): ``popularity_source``, ``popularity_proportions``,
+``user_group_proportions``.
 """
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
+from recbole_ext import options
 from recbole_ext.errors import ConfigError, DatasetError
 
 ITEM_GROUP_NAMES = ("highpop", "midpop", "lowpop")
 USER_GROUP_NAMES = ("mainstream", "diverse", "niche")
 DEFAULT_PROPORTIONS = (0.2, 0.6, 0.2)
-
-
-def _key(config, name, default):
-    try:
-        value = config[name]
-    except (KeyError, TypeError):
-        value = None
-    return default if value is None else value
 
 
 def _check_proportions(props, key):
@@ -91,7 +85,7 @@ def _full_item_popularity(dataset, config):
             "popularity on the training split instead"
         )
     uid, iid = dataset.uid_field, dataset.iid_field
-    sep = config["field_separator"] or "\t"
+    sep = config["field_separator"]
     header = pd.read_csv(path, sep=sep, nrows=0).columns
     names = {c.split(":")[0]: c for c in header}
     if uid not in names or iid not in names:
@@ -106,19 +100,17 @@ def _full_item_popularity(dataset, config):
     return np.bincount(pairs[:, 1], minlength=dataset.item_num).astype(np.float64)
 
 
-def item_popularity(dataset, config, source=None):
-    """Distinct-user count per internal item id (index 0 = PAD = 0)."""
-    source = str(source or _key(config, "popularity_source", "full")).lower()
+def item_popularity(dataset, config, source):
+    """Distinct-user count per internal item id (index 0 = PAD = 0), over the whole ``.inter`` file
+    (``source`` full) or the training split (train)."""
     if source == "full":
         pop = _full_item_popularity(dataset, config)
-    elif source == "train":
+    else:
         matrix = dataset.inter_matrix(form="csr")
         matrix.data[:] = 1.0
         matrix.sum_duplicates()
         matrix.data[:] = 1.0
         pop = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
-    else:
-        raise ConfigError(f"popularity_source must be 'full' or 'train', got '{source}'")
     pop[0] = 0.0
     return pop
 
@@ -154,33 +146,21 @@ def user_groups(targets, proportions=DEFAULT_PROPORTIONS, valid=None):
     return groups
 
 
-class CalibrationData:
-    """Item groups, one-hot matrix, user targets and user groups of one training dataset."""
+class CalibrationData(NamedTuple):
+    """Item popularity and groups, one-hot matrix, user targets and user groups of one training dataset."""
 
-    def __init__(self, item_popularity, item_group, item_onehot, user_target, user_group):
-        self.item_popularity = item_popularity
-        self.item_group = item_group
-        self.item_onehot = item_onehot
-        self.user_target = user_target
-        self.user_group = user_group
-
-    def to(self, device):
-        return CalibrationData(
-            self.item_popularity,
-            self.item_group.to(device),
-            self.item_onehot.to(device),
-            self.user_target.to(device),
-            self.user_group.to(device),
-        )
+    item_popularity: torch.Tensor
+    item_group: torch.Tensor
+    item_onehot: torch.Tensor
+    user_target: torch.Tensor
+    user_group: torch.Tensor
 
 
 def calibration_data(dataset, config):
     """:class:`CalibrationData` for ``dataset`` (the *training* split), cached on the dataset object."""
-    source = str(_key(config, "popularity_source", "full")).lower()
-    item_props = tuple(_check_proportions(_key(config, "popularity_proportions", DEFAULT_PROPORTIONS),
-                                          "popularity_proportions"))
-    user_props = tuple(_check_proportions(_key(config, "user_group_proportions", DEFAULT_PROPORTIONS),
-                                          "user_group_proportions"))
+    source = options.check_choices(config, {"popularity_source": ("full", "train")}, "popularity")["popularity_source"]
+    item_props = tuple(_check_proportions(config["popularity_proportions"], "popularity_proportions"))
+    user_props = tuple(_check_proportions(config["user_group_proportions"], "user_group_proportions"))
     key = (source, item_props, user_props)
     cache = getattr(dataset, "_recbole_ext_calibration", None)
     if cache is not None and cache[0] == key:

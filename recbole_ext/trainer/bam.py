@@ -11,6 +11,10 @@ import json
 import os
 from logging import getLogger
 
+import torch
+
+from recbole_ext import distributed
+from recbole_ext.io import atomic_write, atomic_write_text
 from recbole_ext.trainer.trainer import Trainer
 
 
@@ -18,7 +22,7 @@ class BaMTrainer(Trainer):
     def __init__(self, config, model):
         super().__init__(config, model)
         self.routing_history = []  # one dict per epoch: epoch, selected [K], argmax [K]
-        self.routing_plot = bool(config["routing_plot"]) if config["routing_plot"] is not None else False
+        self.routing_plot = bool(config["routing_plot"])
         self.routing_plot_file = os.path.splitext(self.saved_model_file)[0] + "-routing.png"
         self.routing_json_file = os.path.splitext(self.saved_model_file)[0] + "-routing.json"
 
@@ -26,9 +30,7 @@ class BaMTrainer(Trainer):
         """RecBole's optimiser; plain Adam uses PyTorch's fused kernel (``fused_adam: True``, same update
         rule, one pass over each parameter instead of ~10 — the embedding table dominates the step)."""
         learner = kwargs.get("learner", self.learner)
-        if str(learner).lower() == "adam" and self.config["fused_adam"] is not False:
-            import torch
-
+        if str(learner).lower() == "adam" and self.config["fused_adam"]:
             params = kwargs.pop("params", self.model.parameters())
             lr = kwargs.pop("learning_rate", self.learning_rate)
             weight_decay = kwargs.pop("weight_decay", self.weight_decay)
@@ -58,7 +60,7 @@ class BaMTrainer(Trainer):
         if hasattr(self.model, "pop_routing_share"):
             selected, argmax = self.model.pop_routing_share()
             if self.distributed:  # shares of this process's rows -> of all rows (equal row counts per process)
-                selected, argmax = _mean_over_processes(selected), _mean_over_processes(argmax)
+                selected, argmax = distributed.mean_over_processes(selected), distributed.mean_over_processes(argmax)
             self.routing_history.append({"epoch": epoch_idx, "selected": selected, "argmax": argmax})
             fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
             getLogger().info(
@@ -66,20 +68,10 @@ class BaMTrainer(Trainer):
                 f"argmax {fmt(argmax)}"
             )
             if self.routing_plot and self.is_main_process:
-                os.makedirs(os.path.dirname(os.path.abspath(self.routing_json_file)), exist_ok=True)
-                with open(self.routing_json_file, "w", encoding="utf-8") as f:
-                    json.dump({"selection": self.model.selection, "epochs": self.routing_history}, f, indent=1)
+                history = {"selection": self.model.selection, "epochs": self.routing_history}
+                atomic_write_text(self.routing_json_file, json.dumps(history, indent=1))
                 save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection)
         return loss
-
-
-def _mean_over_processes(values):
-    import torch
-    import torch.distributed as dist
-
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return [float(v) for v in tensor / dist.get_world_size()]
 
 
 def save_routing_plot(history, path, selection="hard"):
@@ -101,9 +93,6 @@ def save_routing_plot(history, path, selection="hard"):
     ax.set_title(f"routing share (selection = {selection})")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -1,13 +1,7 @@
 """CP: calibrated re-ranking (Steck 2018, as implemented in CaliTune's evaluation; spec §8).
 
-Post-processor on the full-sort re-ranking hook — any model can be evaluated with::
-
-    rerank: cp
-    cp_lambda: 0.5          # trade-off λ ∈ [0, 1]; 0 = the backbone's own ranking
-    cp_candidates: 100      # m, the top-m items the greedy step chooses from
-    cp_divergence: jsd      # jsd (original CaliTune CP, default) | kl (Steck's KL with α smoothing)
-    cp_alpha: 0.01          # α of the kl variant
-    cp_relevance: sum       # sum (original: Σ relevance of the list) | mean (the unused "average" variant)
+Post-processor on the full-sort re-ranking hook — any model can be evaluated with ``rerank: cp``
+(options and defaults: ``properties/rerank/cp.yaml``).
 
 Relevance = global min–max normalisation of the masked scores over the **whole** user × item matrix
 (quirk C7): :meth:`CPReranker.prepare` schedules a first pass over the evaluation data that finds the
@@ -16,10 +10,13 @@ has loaded the model being evaluated. The greedy steps run for a whole batch of 
 t every candidate's objective (1 − λ)·Σ s + λ·(−D(P_u, Q(L ∪ {j}))) is evaluated as a [B, m] tensor.
 """
 
+
 import torch
 
+from recbole_ext import distributed, options
 from recbole_ext.data.popularity import calibration_data
 from recbole_ext.errors import ConfigError
+from recbole_ext.evaluator.metrics.calibration import miscalibration_kl
 from recbole_ext.trainer.rerank import Reranker
 
 EPS = 1e-10
@@ -33,13 +30,6 @@ def cp_jsd(p, q):
     q = q / q.sum(-1, keepdim=True)
     m = 0.5 * (p + q)
     return 0.5 * (p * torch.log2(p / m)).sum(-1) + 0.5 * (q * torch.log2(q / m)).sum(-1)
-
-
-def steck_kl(p, q, alpha=0.01):
-    """Steck's KL(p ‖ q̃), q̃ = (1 − α) q + α p (natural log, 0·log 0 = 0)."""
-    q_tilde = (1.0 - alpha) * q + alpha * p
-    terms = torch.where(p > 0, p * torch.log(p / q_tilde.clamp_min(EPS)), torch.zeros_like(p))
-    return terms.sum(-1)
 
 
 def calibrated_rerank(relevance, cand_groups, targets, n, lam, divergence="jsd", alpha=0.01, mean=False):
@@ -64,7 +54,7 @@ def calibrated_rerank(relevance, cand_groups, targets, n, lam, divergence="jsd",
     groups = cand_groups.clamp_min(0)
     picks = torch.empty(batch, n, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)
-    div = cp_jsd if divergence == "jsd" else (lambda p, q: steck_kl(p, q, alpha))
+    div = cp_jsd if divergence == "jsd" else (lambda p, q: miscalibration_kl(p, q, alpha))
     for step in range(n):
         # distribution of the list extended by one item of each group: [B, G(new item), G]
         extended = (counts.unsqueeze(1) + eye.unsqueeze(0)) / float(step + 1)
@@ -90,26 +80,19 @@ class CPReranker(Reranker):
 
     def __init__(self, config):
         super().__init__(config)
-        lam = config["cp_lambda"]
-        self.lam = 0.5 if lam is None else float(lam)
+        self.lam = float(config["cp_lambda"])
         if not 0.0 <= self.lam <= 1.0:
             raise ConfigError(f"cp_lambda must lie in [0, 1] (0 = backbone ranking), got {self.lam}")
-        m = config["cp_candidates"]
-        self.m = 100 if m is None else int(m)
+        self.m = int(config["cp_candidates"])
         if self.m < self.topk:
             raise ConfigError(
                 f"cp_candidates (m = {self.m}) must be at least max(topk) = {self.topk}: the greedy step "
                 "picks the top-k list from the top-m candidates"
             )
-        self.divergence = str(config["cp_divergence"] or "jsd").lower()
-        if self.divergence not in ("jsd", "kl"):
-            raise ConfigError(f"cp_divergence must be 'jsd' (CaliTune's CP) or 'kl' (Steck), got '{self.divergence}'")
-        alpha = config["cp_alpha"]
-        self.alpha = 0.01 if alpha is None else float(alpha)
-        mode = str(config["cp_relevance"] or "sum").lower()
-        if mode not in ("sum", "mean"):
-            raise ConfigError(f"cp_relevance must be 'sum' (original) or 'mean', got '{mode}'")
-        self.mean = mode == "mean"
+        choices = options.check_choices(config, {"cp_divergence": ("jsd", "kl"), "cp_relevance": ("sum", "mean")}, "cp")
+        self.divergence = choices["cp_divergence"]
+        self.alpha = float(config["cp_alpha"])
+        self.mean = choices["cp_relevance"] == "mean"
         self.uid_field = config["USER_ID_FIELD"]
         self.trainer = None
         self.eval_data = None
@@ -131,10 +114,6 @@ class CPReranker(Reranker):
             )
         self.calib = calibration_data(dataset, trainer.config)
 
-    def set_score_range(self, low, high):
-        """Set the global score range directly (when the caller has already scored every user)."""
-        self.score_min, self.score_max = float(low), float(high)
-
     @torch.no_grad()
     def _score_range(self):
         trainer = self.trainer
@@ -149,13 +128,10 @@ class CPReranker(Reranker):
                     high = max(high, float(finite.max()))
         finally:
             trainer.reranker = saved
-        if getattr(trainer, "distributed", False):  # each process scored its shard: the global range
-            import torch.distributed as dist
-
-            bounds = torch.tensor([-low, high], dtype=torch.float64)
-            dist.all_reduce(bounds, op=dist.ReduceOp.MAX)
-            low, high = -float(bounds[0]), float(bounds[1])
-        self.set_score_range(low, high)
+        if trainer.distributed:  # each process scored its shard: the global range
+            ranges = distributed.gather_objects((low, high))
+            low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        self.score_min, self.score_max = low, high
 
     def rerank(self, scores, interaction):
         if self.score_min is None:

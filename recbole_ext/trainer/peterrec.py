@@ -19,6 +19,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from recbole_ext import options
 from recbole_ext.checkpoint import load_checkpoint, restore_model
 from recbole_ext.errors import ConfigError
 from recbole_ext.trainer.trainer import Trainer
@@ -55,15 +56,13 @@ class PeterRecTrainer(Trainer):
         super().__init__(config, model)
         params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else model.parameters()
         self.optimizer = self._build_optimizer(params=params)
-        self.protocol = str(config["peterrec_eval"] or "sampled")
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"peterrec_eval '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
+        self.protocol = options.check_choices(config, {"peterrec_eval": PROTOCOLS}, "PeterRecTrainer")["peterrec_eval"]
         self.metric_names = [m.lower() for m in config["metrics"]]
         bad = [m for m in self.metric_names if m not in SUPPORTED_METRICS]
         if bad:
             raise ConfigError(f"PeterRec evaluates Hit and MRR only (metrics: [Hit, MRR]); not supported: {bad}")
         self.eval_topk = [int(k) for k in config["topk"]]
-        self.n_negatives = int(config["peterrec_eval_negatives"] if config["peterrec_eval_negatives"] is not None else 99)
+        self.n_negatives = int(config["peterrec_eval_negatives"])
         self.max_examples = config["peterrec_eval_max_examples"]
 
     @torch.no_grad()

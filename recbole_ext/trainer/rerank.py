@@ -12,6 +12,7 @@ Select one with the config key ``rerank: <name>`` (``~`` / ``none`` = off). Re-r
 
 import torch
 
+from recbole_ext import options
 from recbole_ext.registry import RERANKERS, find_reranker, register_reranker  # noqa: F401  (re-exported)
 
 
@@ -21,6 +22,7 @@ class Reranker:
     name = None
 
     def __init__(self, config):
+        options.fill_missing(config, "rerank", self.name)  # defaults, also when switched on after the Config
         self.config = config
         self.topk = max(config["topk"])
 

@@ -104,12 +104,11 @@ class JSD(_CalibrationMetric):
 @register_metric
 class MisCalKL(_CalibrationMetric):
     """Steck's miscalibration C_KL@k = KL(P_u ‖ (1 − α) Q + α P_u) over popularity groups
-    (Steck, "Calibrated Recommendations", RecSys 2018; unweighted list shares; ``miscal_alpha``, 0.01)."""
+    (Steck, "Calibrated Recommendations", RecSys 2018; unweighted list shares; α: ``miscal_alpha``)."""
 
     def __init__(self, config):
         super().__init__(config)
-        alpha = config["miscal_alpha"]
-        self.alpha = 0.01 if alpha is None else float(alpha)
+        self.alpha = float(config["miscal_alpha"])
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"miscal_alpha must lie in [0, 1], got {self.alpha}")
 
@@ -149,7 +148,7 @@ def per_user_metric(name, config, dataobject):
 class UserGroup(AbstractMetric):
     """Means of top-k metrics within the user groups Mainstream / Diverse / Niche (20/60/20 of users by
     HighPop share, CaliTune spec §9.3). Keys ``<metric>_<group>@k``; metrics from ``usergroup_metrics``
-    (default [ndcg, jsd])."""
+    (``properties/overall.yaml``: [ndcg, jsd])."""
 
     metric_type = EvaluatorType.RANKING
     metric_need = ["rec.topk", "rec.items", "rec.users", "calib.item_group", "calib.user_target", "calib.user_group"]
@@ -158,8 +157,7 @@ class UserGroup(AbstractMetric):
         super().__init__(config)
         self.config = config
         self.topk = topk_list(config)
-        names = config["usergroup_metrics"]
-        self.names = ["ndcg", "jsd"] if names is None else [str(n).lower() for n in names]
+        self.names = [str(n).lower() for n in config["usergroup_metrics"]]
 
     def calculate_metric(self, dataobject):
         users = dataobject.get("rec.users").long()

@@ -19,8 +19,8 @@ Every metric is computed per evaluated (row, positive item) pair from RecBole's 
 (one positive per row) a pair is a row and ``hit``/``ndcg`` here equal RecBole's hit/ndcg. With several
 positives per row each positive is scored separately (UniRec's one_vs_all would additionally hide the
 other positives). Prices are raw (not normalised); groups come from the ``.item`` fields named by
-``morec_weight_field`` / ``morec_fair_field`` / ``morec_align_field`` (defaults price / fair_group /
-align_group); p* from ``morec_align_dist`` (default: training interaction share of each group).
+``morec_weight_field`` / ``morec_fair_field`` / ``morec_align_field``; p* from ``morec_align_dist``
+(defaults in ``properties/overall.yaml``: these metrics run with any trainer).
 
 pop-kl: q per evaluation batch (share of top-k slots per alignment group), averaged over batches and
 renormalised — UniRec's behaviour (quirk M10, default ``morec_popkl_aggregate: batch``);
@@ -33,9 +33,9 @@ from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
 from recbole_ext.data import morec_data
-from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.collector import register_batch_provider, register_data_provider
 from recbole_ext.evaluator.register import register_metric, topk_list
+from recbole_ext.options import check_choices
 
 EPS = 1e-10
 
@@ -199,9 +199,8 @@ class PopKL(AbstractMetric):
     def __init__(self, config):
         super().__init__(config)
         self.topk = topk_list(config)
-        self.aggregate = morec_data._cfg(config, "morec_popkl_aggregate", "batch")
-        if self.aggregate not in ("batch", "global"):
-            raise ConfigError(f"morec_popkl_aggregate must be 'batch' (UniRec, M10) or 'global', got {self.aggregate!r}")
+        choices = check_choices(config, {"morec_popkl_aggregate": ("batch", "global")}, "PopKL")
+        self.aggregate = choices["morec_popkl_aggregate"]
 
     def calculate_metric(self, dataobject):
         rec_items = dataobject.get("rec.items")

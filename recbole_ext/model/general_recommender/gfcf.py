@@ -60,33 +60,24 @@ DENSE_SVD_MAX_ENTRIES = 8_000_000  # exact SVD: below this many matrix entries u
 CHOICES = {"gfcf_svd": ("exact", "randomized", "propack"), "gfcf_degree": ("zero", "epsilon"), "gfcf_scoring": ("auto", "dense", "factored")}
 
 
-def _get(config, key, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
 def resolve_options(config):
-    """The effective GF-CF options of ``config`` (variant preset overridden by explicit keys)."""
-    variant = str(_get(config, "gfcf_variant", "original"))
+    """The effective GF-CF options of ``config``: the ``gfcf_variant`` preset, then every preset key set (not ~)."""
+    variant = str(config["gfcf_variant"])
     if variant not in VARIANTS:
         raise ConfigError(
             f"gfcf_variant '{variant}' is unknown: use one of {', '.join(VARIANTS)} "
             "(set it in the config file or with --gfcf_variant=...)"
         )
-    opts = dict(VARIANTS[variant])
-    opts["gfcf_variant"] = variant
+    opts = dict(VARIANTS[variant], gfcf_variant=variant)
     for key in VARIANTS[variant]:
-        value = _get(config, key)
-        if value is not None:
-            opts[key] = value
-    opts["gfcf_scoring"] = str(_get(config, "gfcf_scoring", "auto"))
-    opts["gfcf_dense_max_mb"] = float(_get(config, "gfcf_dense_max_mb", 1024))
-    opts["gfcf_eps"] = float(_get(config, "gfcf_eps", 1e-6))
-    opts["gfcf_zero_degree_quirk"] = bool(_get(config, "gfcf_zero_degree_quirk", False))
-    opts["gfcf_svd_seed"] = _get(config, "gfcf_svd_seed", _get(config, "seed", 2020))
+        if config[key] is not None:
+            opts[key] = config[key]
+    opts["gfcf_scoring"] = str(config["gfcf_scoring"])
+    opts["gfcf_dense_max_mb"] = float(config["gfcf_dense_max_mb"])
+    opts["gfcf_eps"] = float(config["gfcf_eps"])
+    opts["gfcf_zero_degree_quirk"] = bool(config["gfcf_zero_degree_quirk"])
+    svd_seed = config["gfcf_svd_seed"]
+    opts["gfcf_svd_seed"] = config["seed"] if svd_seed is None else svd_seed  # ~ = the run's seed
     for key, allowed in CHOICES.items():
         if str(opts[key]) not in allowed:
             raise ConfigError(f"{key} '{opts[key]}' is invalid: use one of {', '.join(allowed)}")

@@ -47,7 +47,7 @@ class TwoTower(GeneralRecommender):
         if self.tower_type not in TOWER_TYPES:
             raise ConfigError(f"tower_type '{self.tower_type}' is unknown: use one of {', '.join(TOWER_TYPES)}")
         self.embedding_size = int(config["embedding_size"])
-        hidden = [int(h) for h in (config["mlp_hidden_size"] or [])]
+        hidden = [int(h) for h in config["mlp_hidden_size"]]
         if self.embedding_size < 1 or any(h < 1 for h in hidden):
             raise ConfigError("embedding_size and every mlp_hidden_size entry must be positive integers")
         self.LABEL = config["LABEL_FIELD"]

@@ -9,6 +9,7 @@ the form used by BaM (Lee, Yun, Kang, IEEE BigData 2024). ``BaM_MIND`` = MIND wi
 import torch
 import torch.nn as nn
 
+from recbole_ext import options
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.sequential_recommender.multi_interest import MultiInterestRecommender
 
@@ -36,12 +37,10 @@ class MIND(MultiInterestRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        self.routing_init = options.check_choices(config, {"routing_init": ROUTING_INITS}, "MIND")["routing_init"]
         self.routing_iters = int(config["routing_iters"])
-        self.routing_init = str(config["routing_init"] or "random")
         if self.routing_iters < 1:
             raise ConfigError(f"MIND: routing_iters must be >= 1, got {self.routing_iters}")
-        if self.routing_init not in ROUTING_INITS:
-            raise ConfigError(f"MIND: routing_init must be one of {ROUTING_INITS}, got '{self.routing_init}'")
         d = self.embedding_size
         self.bilinear = nn.Linear(d, d, bias=False)
         self.reset_parameters()

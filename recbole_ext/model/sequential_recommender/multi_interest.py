@@ -11,9 +11,9 @@ interests, plus the ``[B, K, L]`` attention for REMI's routing regularisation). 
 * the sampled-softmax loss over [positive, ``sampled_n`` uniform negatives] with REMI's
   interest-aware hard-negative reweighting (``rbeta``), computed only on the gathered logits;
 * BaM's multi-interest loss L_m (logits = logsumexp over interests) on the same negatives;
-* ``full_sort_predict`` / ``predict``: max over interests, batched over users (one flat GEMM per item
-  chunk + amax); ``eval_scoring: bf16_rescore`` adds a certified two-stage scorer (bf16 candidates, exact
-  fp32 re-scoring, fp32 fallback for any row whose top-k cannot be certified);
+* ``full_sort_predict`` / ``predict`` / ``full_sort_topk``: max over interests, through
+  :mod:`~recbole_ext.model.sequential_recommender.topk_scoring` (``eval_scoring: bf16_rescore``: its
+  certified two-stage scorer);
 * the routing-share diagnostic (which interest each training target was routed to).
 
 Everything is vectorised over the batch: negatives for every row are drawn in one call.
@@ -26,17 +26,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 
+from recbole_ext import options
 from recbole_ext.data.bam_loader import BaMTrainDataLoader
 from recbole_ext.errors import ConfigError
+from recbole_ext.model.sequential_recommender.topk_scoring import (
+    HISTORY_MASKS,
+    bf16_rescore,
+    bf16_table,
+    mask_window,
+    masked_exact_scores,
+    max_scores,
+    native_bf16,
+    rows_in,
+)
 
-SELECTIONS = ("hard", "p", "l")
-NEG_SAMPLE_MODES = ("batch", "row")
-HISTORY_MASKS = ("window_zero", "window_neg_inf", "none")
-EVAL_SCORINGS = ("auto", "fp32", "bf16_rescore")
-# bound on |bf16 score - exact score| / (max_k ||m_k|| * max_n ||e_n||): input rounding of both factors
-# (2u + u^2), fp32 accumulation, output rounding to bf16 (u), with u = 2^-8; 4u leaves a safety margin
-_BF16_REL_BOUND = 4.0 * 2.0**-8
-L_GRADS = ("none", "straight_through")
+CHOICES = {
+    "selection": ("hard", "p", "l"),
+    "neg_sample_mode": ("batch", "row"),
+    "history_mask": HISTORY_MASKS,
+    "eval_scoring": ("auto", "fp32", "bf16_rescore"),
+    "l_grad": ("none", "straight_through"),
+}
 
 
 def sampled_softmax_loss(pos_logits, neg_logits, rbeta=0.0):
@@ -64,17 +74,21 @@ def reweight_log_weights(pos_logits, neg_logits, rbeta):
     return x - (torch.logsumexp(x, dim=1, keepdim=True) - math.log(x.shape[1]))
 
 
-def multi_interest_scores(interests, item_emb, shared=False):
-    """BaM's multi-interest score ``log sum_k exp(m_k . e)`` (paper Eq. 10/11).
-
-    ``interests``: ``[B, K, d]``; ``item_emb``: ``[B, d]`` (one item per row), ``[B, n, d]`` (n items per
-    row) or, with ``shared=True``, ``[n, d]`` (the same items for every row). Returns ``[B]`` or ``[B, n]``.
-    """
+def interest_logits(interests, item_emb, shared=False):
+    """``m_k . e`` for every interest: ``interests`` ``[B, K, d]``; ``item_emb`` ``[B, d]`` (one item per row)
+    -> ``[B, K]``, ``[B, n, d]`` (n items per row) or, with ``shared=True``, ``[n, d]`` (the same items for
+    every row: one GEMM) -> ``[B, K, n]``."""
     if shared:
-        return torch.logsumexp(torch.einsum("bkd,nd->bkn", interests, item_emb), dim=1)
+        b, k, d = interests.shape
+        return (interests.reshape(b * k, d) @ item_emb.t()).view(b, k, -1)
     if item_emb.dim() == 2:
-        return torch.logsumexp(torch.einsum("bkd,bd->bk", interests, item_emb), dim=1)
-    return torch.logsumexp(torch.einsum("bkd,bnd->bkn", interests, item_emb), dim=1)
+        return torch.einsum("bkd,bd->bk", interests, item_emb)
+    return torch.einsum("bkd,bnd->bkn", interests, item_emb)
+
+
+def multi_interest_scores(interests, item_emb, shared=False):
+    """BaM's multi-interest score ``log sum_k exp(m_k . e)`` (paper Eq. 10/11): ``[B]`` or ``[B, n]``."""
+    return torch.logsumexp(interest_logits(interests, item_emb, shared), dim=1)
 
 
 class MultiInterestRecommender(SequentialRecommender):
@@ -84,28 +98,27 @@ class MultiInterestRecommender(SequentialRecommender):
 
     trainer_name = "BaM"
     train_loader = BaMTrainDataLoader  # train_sampler: user (original) | interaction (RecBole's)
+    defaults_from = ("MultiInterest",)  # properties/model/MultiInterest.yaml, below the model's own file
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        choices = options.check_choices(config, CHOICES, type(self).__name__)
+        self.selection, self.neg_sample_mode = choices["selection"], choices["neg_sample_mode"]
+        self.history_mask, self.eval_scoring, self.l_grad = choices["history_mask"], choices["eval_scoring"], choices["l_grad"]
         self.embedding_size = int(config["embedding_size"])
         self.interest_num = int(config["interest_num"])
         self.sampled_n = int(config["sampled_n"])
-        self.selection = str(config["selection"])
         self.T = float(config["T"])
         self.linear_size = int(config["linear_size"])
         self.multi_loss = bool(config["multi_loss"])
-        self.rbeta = float(config["rbeta"] or 0.0)
-        self.rlambda = float(config["rlambda"] or 0.0)
-        self.rr_hard_only = bool(config["rr_hard_only"] if config["rr_hard_only"] is not None else True)
-        self.neg_sample_mode = str(config["neg_sample_mode"] or "batch")
+        self.rbeta = float(config["rbeta"])
+        self.rlambda = float(config["rlambda"])
+        self.rr_hard_only = bool(config["rr_hard_only"])
         self.neg_exclude_pad = bool(config["neg_exclude_pad"])
-        self.history_mask = str(config["history_mask"] or "window_zero")
-        self.l_grad = str(config["l_grad"] or "none")
-        self.eval_scoring = str(config["eval_scoring"] or "auto")
-        self.eval_topk = max(config["topk"]) if config["topk"] else 20  # top-k the rescorer must certify
-        self.rescore_margin = int(config["rescore_margin"] if config["rescore_margin"] is not None else 44)
+        self.eval_topk = max(config["topk"])  # the top-k the rescorer must certify
+        self.rescore_margin = int(config["rescore_margin"])
         self.eval_exclude = None  # (rows, items) that the trainer will set to -inf (BaMTrainer sets it)
-        self.eval_block_size = int(config["eval_block_size"] or 256)  # users per block in full_sort_topk
+        self.eval_block_size = int(config["eval_block_size"])  # users per block in full_sort_topk
         self.rescore_stats = {"rows": 0, "fallback_rows": 0}
         self._check_config()
         # auto: the top-k path (full_sort_topk) uses the two-stage scorer where bf16 is native;
@@ -128,11 +141,6 @@ class MultiInterestRecommender(SequentialRecommender):
             raise ConfigError(f"{name}: interest_num must be >= 1, got {self.interest_num}; set --interest_num=4")
         if self.embedding_size < 1:
             raise ConfigError(f"{name}: embedding_size must be >= 1, got {self.embedding_size}")
-        if self.selection not in SELECTIONS:
-            raise ConfigError(
-                f"{name}: selection must be one of {', '.join(SELECTIONS)}, got '{self.selection}' "
-                "(hard = argmax baseline, p = BaM_p, l = BaM_l)"
-            )
         if not (self.T > 0) or math.isinf(self.T):
             raise ConfigError(f"{name}: T must be a finite number > 0 (selection temperature), got {self.T}")
         if self.selection == "l" and not (1 <= self.linear_size < self.embedding_size):
@@ -147,18 +155,10 @@ class MultiInterestRecommender(SequentialRecommender):
                 f"{pool} item ids (n_items = {self.n_items}{', PAD excluded' if self.neg_exclude_pad else ''}); "
                 f"set --sampled_n to at most {pool}"
             )
-        if self.neg_sample_mode not in NEG_SAMPLE_MODES:
-            raise ConfigError(f"{name}: neg_sample_mode must be one of {NEG_SAMPLE_MODES}, got '{self.neg_sample_mode}'")
-        if self.history_mask not in HISTORY_MASKS:
-            raise ConfigError(f"{name}: history_mask must be one of {HISTORY_MASKS}, got '{self.history_mask}'")
-        if self.eval_scoring not in EVAL_SCORINGS:
-            raise ConfigError(f"{name}: eval_scoring must be one of {EVAL_SCORINGS}, got '{self.eval_scoring}'")
         if self.eval_block_size < 1:
             raise ConfigError(f"{name}: eval_block_size must be >= 1, got {self.eval_block_size}")
         if self.rescore_margin < 0:
             raise ConfigError(f"{name}: rescore_margin must be >= 0, got {self.rescore_margin}")
-        if self.l_grad not in L_GRADS:
-            raise ConfigError(f"{name}: l_grad must be one of {L_GRADS}, got '{self.l_grad}'")
         if self.rbeta < 0 or self.rlambda < 0:
             raise ConfigError(f"{name}: rbeta and rlambda must be >= 0, got {self.rbeta} / {self.rlambda}")
 
@@ -189,10 +189,8 @@ class MultiInterestRecommender(SequentialRecommender):
     def selection_logits(self, interests, target_emb):
         """Correlation ``c [B, K]`` between each interest and the target item (times T for p / l)."""
         if self.selection == "l":
-            c = torch.einsum("bkd,bd->bk", self.l1(interests), self.l2(target_emb))
-        else:
-            c = torch.einsum("bkd,bd->bk", interests, target_emb)
-        return c
+            return interest_logits(self.l1(interests), self.l2(target_emb))
+        return interest_logits(interests, target_emb)
 
     def select_interest(self, interests, target_emb):
         """Choose one interest per row for the single-interest loss.
@@ -214,8 +212,7 @@ class MultiInterestRecommender(SequentialRecommender):
         with torch.no_grad():
             k = self.interest_num
             self.route_selected += torch.bincount(index, minlength=k).to(self.route_selected.dtype)
-            dominant = c.argmax(dim=1) if self.selection != "l" else torch.einsum(
-                "bkd,bd->bk", interests, target_emb).argmax(dim=1)
+            dominant = (c if self.selection != "l" else interest_logits(interests, target_emb)).argmax(dim=1)
             self.route_argmax += torch.bincount(dominant, minlength=k).to(self.route_argmax.dtype)
         return index, weights
 
@@ -249,22 +246,18 @@ class MultiInterestRecommender(SequentialRecommender):
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
         interests, attention = self.extract_interests(item_seq, item_seq_len)
-        b, k, d = interests.shape
         pos_emb = self.item_embedding(pos_items)
         index, weights = self.select_interest(interests, pos_emb)
 
-        neg_items = self.sample_negatives(b, item_seq.device)
+        neg_items = self.sample_negatives(interests.shape[0], item_seq.device)
         neg_emb = self.item_embedding(neg_items)  # [n, d] shared by the batch, or [B, n, d]
         # only the gathered logits: every interest against [positive, negatives] (never the catalogue)
-        pos_all = torch.einsum("bkd,bd->bk", interests, pos_emb)  # [B, K]
-        if neg_emb.dim() == 2:
-            neg_all = (interests.reshape(b * k, d) @ neg_emb.t()).view(b, k, -1)  # one GEMM
-        else:
-            neg_all = torch.einsum("bkd,bnd->bkn", interests, neg_emb)
+        pos_all = interest_logits(interests, pos_emb)  # [B, K]
+        neg_all = interest_logits(interests, neg_emb, shared=neg_emb.dim() == 2)  # [B, K, n]
         loss = sampled_softmax_loss(
             self.pick(pos_all, index, weights), self.pick(neg_all, index, weights), self.rbeta
         ).mean()
-        if self.multi_loss:  # L_m: logits = logsumexp over interests, the same negatives (Eq. 10-13)
+        if self.multi_loss:  # L_m: multi_interest_scores from the logits above (Eq. 10-13), the same negatives
             loss = loss + sampled_softmax_loss(
                 torch.logsumexp(pos_all, dim=1), torch.logsumexp(neg_all, dim=1), self.rbeta
             ).mean()
@@ -277,8 +270,7 @@ class MultiInterestRecommender(SequentialRecommender):
     # ------------------------------------------------------------------------------------------
     def predict(self, interaction):
         interests = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        item_emb = self.item_embedding(interaction[self.ITEM_ID])
-        return torch.einsum("bkd,bd->bk", interests, item_emb).max(dim=1).values
+        return interest_logits(interests, self.item_embedding(interaction[self.ITEM_ID])).max(dim=1).values
 
     def full_sort_predict(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
@@ -287,7 +279,7 @@ class MultiInterestRecommender(SequentialRecommender):
             cand, exact = self._bf16_rescore(interests, item_seq, self.eval_exclude, self.eval_topk)
             scores = exact.new_full((interests.shape[0], self.n_items), float("-inf"))
             return scores.scatter_(1, cand, exact)
-        return self._mask_window(self._exact_scores(interests), item_seq)
+        return mask_window(max_scores(interests, self.item_embedding.weight), item_seq, self.history_mask)
 
     @torch.no_grad()
     def full_sort_topk(self, interaction, k, exclude=None):
@@ -306,105 +298,26 @@ class MultiInterestRecommender(SequentialRecommender):
             # allocator instead of being mapped (and page-faulted) afresh for each batch
             seq = item_seq[start:stop]
             interests = self.forward(seq, item_seq_len[start:stop])
-            block_exclude = _rows_in(exclude, start, stop)
+            block_exclude = rows_in(exclude, start, stop)
             if scoring == "bf16_rescore":
                 cand, exact = self._bf16_rescore(interests, seq, block_exclude, k)
                 out[start:stop] = cand.gather(1, torch.topk(exact, k, dim=1).indices)
             else:
-                scores = self._masked_exact_scores(interests, seq, block_exclude)
+                scores = masked_exact_scores(interests, self.item_embedding.weight, seq, self.history_mask, block_exclude)
                 out[start:stop] = torch.topk(scores, k, dim=1).indices
         return out
 
-    def _mask_window(self, scores, item_seq):
-        if self.history_mask != "none":
-            # quirk Q6: items of the input window (and PAD if padded) get 0 (faithful) or -inf.
-            # index_put_ rather than scatter_: scatter_ of a scalar into bf16 takes a slow copying path
-            value = torch.tensor(0.0 if self.history_mask == "window_zero" else float("-inf"), dtype=scores.dtype)
-            rows = torch.arange(scores.shape[0], device=scores.device).unsqueeze(1).expand_as(item_seq)
-            scores.index_put_((rows, item_seq), value.to(scores.device))
-        return scores
-
-    def _masked_exact_scores(self, interests, item_seq, exclude):
-        """Exact fp32 scores with the window value, PAD and ``exclude`` applied (-inf), as the trainer masks."""
-        scores = self._mask_window(self._exact_scores(interests), item_seq)
-        return _exclude(scores, exclude)
-
-    @staticmethod
-    def _max_scores(interests, weight, chunk_bytes=4 << 20):
-        """``max_k interests[:, k] . weight[n]`` as ``[B, N]`` (dtype of ``weight``): one flat GEMM
-        ``[B*K, d] x [d, n]`` per chunk of items into a reused buffer, then max over K. Chunks of a few MB keep
-        the GEMM output in cache for the max (32 MB chunks measured 3x slower in bf16, 2x in fp32)."""
-        b, k, d = interests.shape
-        n = weight.shape[0]
-        flat = interests.reshape(b * k, d).to(weight.dtype)
-        out = weight.new_empty((b, n))
-        step = max(256, min(n, chunk_bytes // max(1, b * k * weight.element_size())))
-        if torch.is_grad_enabled() and (weight.requires_grad or interests.requires_grad):  # out= has no autograd
-            return (flat @ weight.t()).view(b, k, n).amax(dim=1)
-        buf = weight.new_empty((b * k, min(step, n)))
-        for start in range(0, n, step):  # a few chunks (catalogue / step), not a loop over items
-            stop = min(n, start + step)
-            part = torch.mm(flat, weight[start:stop].t(), out=buf[:, : stop - start]).view(b, k, stop - start)
-            dest = out[:, start:stop]
-            if k == 1:
-                dest.copy_(part[:, 0])
-                continue
-            # pairwise running max over the K interests (much faster than a strided amax over dim 1)
-            torch.maximum(part[:, 0], part[:, 1], out=dest)
-            for i in range(2, k):
-                torch.maximum(dest, part[:, i], out=dest)
-        return out
-
-    def _exact_scores(self, interests):
-        return self._max_scores(interests, self.item_embedding.weight)
-
     def _bf16_rescore(self, interests, item_seq, exclude, k):
-        """Two-stage scorer: candidates ``[B, C]`` (item ids, ascending) and their exact fp32 scores, such that
-        each row's exact top-``k`` (after the window value, PAD and ``exclude``) is among its candidates
-        (certified per row; excluded candidates score -inf).
-
-        1. bf16 scores of every item (max over interests), window value, PAD and ``exclude`` applied; the
-           ``C = k + rescore_margin`` best are candidates.
-        2. Exact fp32 scores of the candidates (same masking).
-        3. Certificate: a non-candidate's bf16 score is <= t (the C-th bf16 score), hence its exact
-           score is <= t + delta with delta = 4 * 2^-8 * max_k ||m_k|| * max_n ||e_n||. A row whose
-           ``k``-th exact candidate score exceeds t + delta has its exact top-k among the candidates;
-           the other rows get every item as a candidate (exact fp32 path).
-        """
+        """:func:`~recbole_ext.model.sequential_recommender.topk_scoring.bf16_rescore` with the bf16 copy of the
+        item table (made again whenever the table changes); counts the rows and the fallback rows."""
         weight = self.item_embedding.weight
-        b, n = interests.shape[0], weight.shape[0]
-        k = min(k, n)
-        c = min(n, k + self.rescore_margin)
         if self._weight_bf16 is None or self._weight_bf16[0] is not weight or self._weight_bf16[1] != weight._version:
-            self._weight_bf16 = (weight, weight._version, weight.detach().to(torch.bfloat16), weight.detach().norm(dim=1).max())
-        weight_bf16, max_item_norm = self._weight_bf16[2], self._weight_bf16[3]
-        neg_inf = float("-inf")
-        approx = _exclude(self._mask_window(self._max_scores(interests, weight_bf16), item_seq), exclude)
-        approx_top, cand = torch.topk(approx, c, dim=1)  # [B, C]
-        del approx
-        # candidates in item order: ties then resolve as a top-k over the whole row would
-        cand, order = cand.sort(dim=1)
-        approx_top_c = approx_top.gather(1, order)
-        exact = torch.einsum("bkd,bcd->bkc", interests, weight[cand]).amax(dim=1)  # [B, C] fp32
-        if self.history_mask != "none":
-            value = 0.0 if self.history_mask == "window_zero" else neg_inf
-            in_window = (cand.unsqueeze(2) == item_seq.unsqueeze(1)).any(dim=2)
-            exact = exact.masked_fill(in_window, value)
-        exact = exact.masked_fill(torch.isneginf(approx_top_c), neg_inf)  # PAD / excluded stay excluded
-        delta = _BF16_REL_BOUND * interests.norm(dim=2).amax(dim=1) * max_item_norm  # [B]
-        threshold = approx_top[:, -1].float() + delta
-        kth = torch.topk(exact, k, dim=1).values[:, -1]
-        certified = (kth > threshold) | (c >= n)
-        fallback = (~certified).nonzero(as_tuple=True)[0]
-        self.rescore_stats["rows"] += b
-        self.rescore_stats["fallback_rows"] += int(fallback.numel())
-        if fallback.numel():  # rare: every item becomes a candidate of these rows (exact fp32 scores)
-            cand_full = torch.arange(n, device=cand.device).repeat(b, 1)
-            exact_full = exact.new_full((b, n), neg_inf)
-            cand_full[certified, :c], cand_full[certified, c:] = cand[certified], 0  # PAD at -inf pads the rest
-            exact_full[certified, :c] = exact[certified]
-            exact_full[fallback] = self._masked_exact_scores(interests[fallback], item_seq[fallback], _rows_of(exclude, fallback))
-            return cand_full, exact_full
+            self._weight_bf16 = (weight, weight._version) + bf16_table(weight)
+        cand, exact, fallback_rows = bf16_rescore(
+            interests, weight, *self._weight_bf16[2:], item_seq, self.history_mask, exclude, k, self.rescore_margin
+        )
+        self.rescore_stats["rows"] += interests.shape[0]
+        self.rescore_stats["fallback_rows"] += fallback_rows
         return cand, exact
 
     # ------------------------------------------------------------------------------------------
@@ -424,39 +337,3 @@ def routing_regularization(attention, embedding_size):
     centred = attention - attention.mean(dim=2, keepdim=True)
     diag = (centred * centred).sum(dim=2) / embedding_size  # diag of C, [B, K]
     return (diag * diag).sum()
-
-
-def native_bf16(device):
-    """True where bf16 matrix products run natively (CPU: AVX512-BF16 or AMX; CUDA: bf16 support), so that
-    ``eval_scoring: auto`` picks the two-stage scorer; its top-k lists equal the fp32 path's either way."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def _exclude(scores, exclude):
-    """PAD and the ``exclude`` ``(rows, items)`` pairs -> -inf (RecBole's trainer masks them the same way)."""
-    scores[:, 0] = float("-inf")
-    if exclude is not None and exclude[0].numel():
-        scores[exclude] = float("-inf")
-    return scores
-
-
-def _rows_in(exclude, start, stop):
-    """The ``(rows, items)`` pairs of rows ``start <= r < stop``, rows renumbered from 0."""
-    if exclude is None:
-        return None
-    rows, items = exclude
-    keep = (rows >= start) & (rows < stop)
-    return rows[keep] - start, items[keep]
-
-
-def _rows_of(exclude, selected):
-    """The ``(rows, items)`` pairs of the rows ``selected`` (sorted), rows renumbered by position in ``selected``."""
-    if exclude is None:
-        return None
-    rows, items = exclude
-    keep = torch.isin(rows, selected)
-    return torch.searchsorted(selected, rows[keep]), items[keep]

@@ -28,9 +28,11 @@ from torch import nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
+from recbole_ext import options
 from recbole_ext.checkpoint import load_checkpoint
 from recbole_ext.errors import CheckpointError, ConfigError
 from recbole_ext.model.sequential_recommender.peterrec_backbone import (
+    INSERTIONS,
     DilatedEncoder,
     left_align,
     parse_dilations,
@@ -50,10 +52,12 @@ class PeterRec(GeneralRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.mode = str(config["peterrec_mode"])
-        if self.mode not in MODES:
-            raise ConfigError(f"peterrec_mode '{self.mode}' is unknown: use one of {', '.join(MODES)}")
-        self.source_field = config["source_seq_field"] or "source_seq"
+        choices = options.check_choices(
+            config, {"peterrec_mode": MODES, "peterrec_insertion": INSERTIONS, "peterrec_user_vector": USER_VECTORS},
+            "PeterRec",
+        )
+        self.mode, self.insertion = choices["peterrec_mode"], choices["peterrec_insertion"]
+        self.source_field = config["source_seq_field"]
         if self.source_field not in dataset.field2id_token:
             raise ConfigError(
                 f"dataset '{config['dataset']}' has no token_seq field '{self.source_field}': load it from the .user "
@@ -63,7 +67,7 @@ class PeterRec(GeneralRecommender):
         self.reg_weight = float(config["peterrec_reg_weight"])
 
         if self.mode == "scratch":
-            backbone_name = str(config["peterrec_backbone"] or "NextItNetP")
+            backbone_name = str(config["peterrec_backbone"])
             if backbone_name not in BACKBONES:
                 raise ConfigError(f"peterrec_backbone '{backbone_name}': use one of {', '.join(BACKBONES)}")
             hyper = config
@@ -113,9 +117,8 @@ class PeterRec(GeneralRecommender):
         if state is not None:
             self._load_backbone(state, config["pretrained_model_file"])
 
-        self.insertion = str(config["peterrec_insertion"])
         if self.mode == "patch":
-            cardinality = int(config["peterrec_cardinality"] or 1)
+            cardinality = int(config["peterrec_cardinality"])
             patch_size = config["peterrec_patch_size"]
             patch_size = self.channels // (4 * cardinality) if patch_size is None else int(patch_size)
             if patch_size < 1 or self.channels % patch_size or (config["peterrec_patch_size"] is None and self.channels % (4 * cardinality)):
@@ -129,9 +132,7 @@ class PeterRec(GeneralRecommender):
         self.target_embedding = nn.Embedding(self.n_items, self.channels)
         trunc_normal_(self.target_embedding.weight.data)
 
-        user_vector = str(config["peterrec_user_vector"] or "auto")
-        if user_vector not in USER_VECTORS:
-            raise ConfigError(f"peterrec_user_vector '{user_vector}': use one of {', '.join(USER_VECTORS)}")
+        user_vector = choices["peterrec_user_vector"]
         if user_vector == "auto":
             user_vector = ("last_item" if self.causal else "mean") if self.mode == "full" else "cls"
         self.user_vector = user_vector
@@ -169,7 +170,7 @@ class PeterRec(GeneralRecommender):
         ids = self.source_lookup[raw]
         ids = left_align(ids, (raw > 0).sum(dim=1))
         cls = torch.full_like(ids[:, :1], self.cls_id)
-        if self.user_vector in ("cls",):
+        if self.user_vector == "cls":
             row = torch.cat([ids, cls], dim=1) if self.causal else torch.cat([cls, ids, cls], dim=1)
             h = self.encoder(row)
             return h[:, -1] if self.causal else h[:, 0] + h[:, -1]

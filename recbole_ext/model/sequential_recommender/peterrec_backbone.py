@@ -18,6 +18,7 @@ plays the original ``<UNK>`` role: the ``[CLS]`` token of fine-tuning and the ``
 
 import torch
 import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_ext.errors import ConfigError
@@ -79,8 +80,7 @@ class ResidualBlock(nn.Module):
         self.mp1 = self.mp2 = None
 
     def add_patches(self, insertion, patch_size, cardinality=1):
-        if insertion not in INSERTIONS:
-            raise ConfigError(f"peterrec_insertion '{insertion}' is unknown: use one of {', '.join(INSERTIONS)}")
+        """Two model patches, ``insertion`` one of :data:`INSERTIONS` (PeterRec checks its option)."""
         channels = self.layer_norm1.normalized_shape[0]
         self.insertion = insertion
         self.mp1 = ModelPatch(channels, patch_size, cardinality)
@@ -157,9 +157,6 @@ def parameter_formula(channels, n_blocks, kernel_size=3, patch_size=None, cardin
 # ------------------------------------------------------------------------------------------------
 # pretraining base (NextItNetP / GRec)
 # ------------------------------------------------------------------------------------------------
-from recbole.model.abstract_recommender import SequentialRecommender  # noqa: E402
-
-
 class DilatedPretrainModel(SequentialRecommender):
     """Common part of the two pretraining backbones: encoder, full-softmax output on ReLU(h), vocabulary.
 

@@ -14,3 +14,5 @@ class REMI(ComiRec):
     Systems", RecSys 2023), as BaM's backbone. The ComiRec-SA network with REMI's loss settings: ``rbeta`` (IHN, default 0.01) reweights the
     sampled negatives; ``rlambda`` (RR, default 100) regularises the attention, applied only with
     ``selection: hard`` as in BaM's code (``rr_hard_only: True``; set False to keep it for p / l)."""
+
+    defaults_from = ("MultiInterest", "ComiRec")  # then properties/model/REMI.yaml: rbeta, rlambda

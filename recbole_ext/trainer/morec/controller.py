@@ -65,12 +65,12 @@ class PIDCoordinator:
     name = "PID"
 
     def __init__(self, objectives, weights, lambda_, controller):
-        self.objectives = list(objectives)
-        if len(self.objectives) == 1:
+        objectives = list(objectives)
+        if len(objectives) == 1:
             self.weights = [1.0]  # UniRec: c = [1.0] whatever the config says
         else:
-            self.weights = parse_weights(weights, len(self.objectives),
-                                         meaning=f"(one per objective {self.objectives}, for the PID controller)")
+            self.weights = parse_weights(weights, len(objectives),
+                                         meaning=f"(one per objective {objectives}, for the PID controller)")
         self.lambda_ = float(lambda_)
         self.controller = controller
 
@@ -90,9 +90,9 @@ class StaticCoordinator:
     name = "Static"
 
     def __init__(self, objectives, weights):
-        self.objectives = list(objectives)
-        self.weights = parse_weights(weights, len(self.objectives) + 1,
-                                     meaning=f"(one per objective {self.objectives} plus the accuracy weight "
+        objectives = list(objectives)
+        self.weights = parse_weights(weights, len(objectives) + 1,
+                                     meaning=f"(one per objective {objectives} plus the accuracy weight "
                                      "last, for the Static controller)")
 
     @property

@@ -6,16 +6,14 @@ step and builds the epoch's batches: each step has one B-row sub-batch per objec
 sample of training rows with stratum shares w_o) followed by one B-row accuracy sub-batch (a shuffled
 pass over the training rows).
 
-Pure numpy/torch functions (:func:`signed_sgd_update`, :func:`alignment_signal`,
-:func:`fairness_signal`, :func:`group_counts`) are the spec's formulas; :class:`MoRecSampler` holds
-the state and builds index matrices. No loop runs over users or items (only over groups).
+Pure numpy functions (:func:`signed_sgd_update`, :func:`group_counts`) are the spec's formulas;
+:class:`MoRecSampler` holds the state and builds index matrices. No loop runs over users or items (only
+over groups); the signals come from :mod:`.signals`.
 """
 
 import numpy as np
 
 from recbole_ext.errors import ConfigError, DatasetError
-
-OBJECTIVES = ("fairness", "alignment", "revenue")
 
 
 def signed_sgd_update(weights, signal, alpha):
@@ -38,22 +36,6 @@ def signed_sgd_update(weights, signal, alpha):
     elif dec.any():
         w[dec] -= np.minimum(alpha, w[dec])
     return w / (w.sum() + 1e-10)
-
-
-def alignment_signal(q, p_star):
-    """-1 where a group is over-represented in the top-K lists (q > p*), +1 where under-represented."""
-    q = np.asarray(q, dtype=float)
-    p = np.asarray(p_star, dtype=float)
-    return np.sign(p - q).astype(int)
-
-
-def fairness_signal(group_scores, higher_is_worse=True):
-    """One-hot on the single worst group (spec §3.2b). ``group_scores`` has -inf (loss) / +inf (hit)
-    on padding and empty groups already. Loss mode: argmax; hit mode: argmin."""
-    scores = np.asarray(group_scores, dtype=float)
-    signal = np.zeros(len(scores), dtype=int)
-    signal[int(np.argmax(scores) if higher_is_worse else np.argmin(scores))] = 1
-    return signal
 
 
 def group_counts(weights, batch_size, allocation="faithful"):
@@ -88,8 +70,8 @@ class MoRecSampler:
     """
 
     def __init__(self, train_items, item2group, initial_weights, alpha, batch_size, allocation="faithful", seed=2022):
-        self.train_items = np.asarray(train_items, dtype=np.int64)
-        self.n_train = len(self.train_items)
+        train_items = np.asarray(train_items, dtype=np.int64)
+        self.n_train = len(train_items)
         if self.n_train == 0:
             raise DatasetError("MoRec: the training split is empty")
         self.objectives = list(item2group)
@@ -98,10 +80,9 @@ class MoRecSampler:
         self.allocation = allocation
         self.rng = np.random.default_rng(seed)
         self.weights = {o: np.asarray(initial_weights[o], dtype=float).copy() for o in self.objectives}
-        self.item2group = {o: np.asarray(item2group[o], dtype=np.int64) for o in self.objectives}
         self.group_rows = {}
         for o in self.objectives:
-            groups = self.item2group[o][self.train_items]
+            groups = np.asarray(item2group[o], dtype=np.int64)[train_items]
             order = np.argsort(groups, kind="stable")
             bounds = np.searchsorted(groups[order], np.arange(len(self.weights[o]) + 1))
             self.group_rows[o] = [order[bounds[g]:bounds[g + 1]] for g in range(len(self.weights[o]))]
