@@ -5,7 +5,8 @@ setup(
     version="0.1.0",
     description="Multi-interest, multi-objective, calibration and transfer methods for RecBole 1.2.1",
     packages=find_packages(include=["recbole_ext", "recbole_ext.*"]),
-    package_data={"recbole_ext": ["properties/*.yaml", "properties/model/*.yaml"]},
+    package_data={"recbole_ext": ["properties/*.yaml", "properties/model/*.yaml", "properties/trainer/*.yaml",
+                                  "properties/rerank/*.yaml"]},
     python_requires=">=3.11",
     # RecBole is installed with --no-deps (see Makefile): its declared requirements pull ray.
     install_requires=[

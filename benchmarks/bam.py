@@ -145,10 +145,9 @@ def part_speed(args):
 
     torch.set_num_threads(args.threads)
     import recbole_ext  # noqa: F401
-    from recbole_ext import Config, create_dataset
+    from recbole_ext import Config
     from recbole_ext.data.bam_converter import convert
-    from recbole_ext.data.utils import data_preparation
-    from recbole_ext.quick_start import build_model_and_trainer
+    from recbole_ext.quick_start import setup_run
 
     data_dir = os.path.join(WORK, "data")
     os.makedirs(data_dir, exist_ok=True)
@@ -165,9 +164,8 @@ def part_speed(args):
            "routing_plot": False, "metrics": ["Recall", "NDCG"], "topk": [10, 20], "valid_metric": "Recall@10",
            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}}
     config = Config("BaM_REMI", "synthetic24k", config_dict=cfg)
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    model, trainer = build_model_and_trainer(config, train)
+    run = setup_run(config)
+    model, trainer, train, test = run.model, run.trainer, run.train_data, run.test_data
     results["n_items (incl. PAD)"] = model.n_items
     trainer.collect_train_data(train)
     batches = iter(train)
@@ -282,17 +280,15 @@ def ml100k_equality(args):
     """ml-100k: REMI + BaM_p trained briefly, test metrics and top-20 lists of fp32 vs bf16_rescore."""
     import torch
 
-    from recbole_ext import Config, create_dataset
-    from recbole_ext.data.utils import data_preparation
-    from recbole_ext.quick_start import build_model_and_trainer
+    from recbole_ext import Config
+    from recbole_ext.quick_start import setup_run
 
     config = Config("BaM_REMI", "ml-100k", config_file_list=[PROPS],
                     config_dict={"epochs": 1, "iters_per_epoch": 100, "show_progress": False, "state": "WARNING",
                                  "checkpoint_dir": os.path.join(WORK, "ckpt"), "routing_plot": False,
                                  "MAX_ITEM_LIST_LENGTH": args.seq_len})
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    model, trainer = build_model_and_trainer(config, train)
+    run = setup_run(config)
+    model, trainer, train, test = run.model, run.trainer, run.train_data, run.test_data
     trainer._train_epoch(train, 0)
     trainer.collect_train_data(train)
     model.eval()

@@ -26,15 +26,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import recbole_ext  # noqa: E402,F401
-from recbole.utils import init_logger, init_seed  # noqa: E402
+from recbole.utils import init_seed  # noqa: E402
 
 from benchmarks._report import markdown_table, write_section  # noqa: E402
 from recbole_ext.config import Config  # noqa: E402
 from recbole_ext.analysis import set_reranker  # noqa: E402
-from recbole_ext.quick_start import build_model_and_trainer  # noqa: E402
+from recbole_ext import checkpoint as ckpt  # noqa: E402
+from recbole_ext.quick_start import setup_run  # noqa: E402
 from recbole_ext.trainer.calitune import CaliTuneTrainer  # noqa: E402
 from recbole_ext.trainer.cp import calibrated_rerank, cp_jsd  # noqa: E402
-from recbole_ext.utils import create_dataset, data_preparation, get_model  # noqa: E402
+from recbole_ext.utils import get_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKBONE_YAML = os.path.join(ROOT, "properties", "calitune_backbone_bpr_ml-100k.yaml")
@@ -141,16 +142,10 @@ def cp_points(trainer, test_data, lambdas, m=100):
 
 def train_backbone(model_name, workdir, extra, checkpoint=None, timing=None):
     config = Config(model_name, "ml-100k", [BACKBONE_YAML], dict(quiet(workdir), **extra))
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model, trainer = build_model_and_trainer(config, train_data)
-    if checkpoint:  # re-use a backbone trained by an earlier run of this script (same settings)
-        from recbole_ext import checkpoint as ckpt
-
-        saved = ckpt.load_checkpoint(checkpoint)
-        ckpt.restore_model(model, saved)
+    # re-use a backbone trained by an earlier run of this script (same settings) when given
+    run = setup_run(config, checkpoint=ckpt.load_checkpoint(checkpoint) if checkpoint else None)
+    trainer, train_data, valid_data, test_data = run.trainer, run.train_data, run.valid_data, run.test_data
+    if checkpoint:
         trainer.collect_train_data(train_data)
         trainer.saved_model_file = checkpoint
         result = trainer.evaluate(test_data, load_best_model=False)

@@ -72,16 +72,8 @@ def write_summary(config, summary):
     return path
 
 
-def run_recbole(
-    model=None,
-    dataset=None,
-    config_file_list=None,
-    config_dict=None,
-    saved=True,
-    cmd_args=None,
-    write_results=True,
-    queue=None,
-):
+def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
+                write_results=True, queue=None):
     """Train and evaluate a model, as ``recbole.quick_start.run_recbole`` does.
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
@@ -89,13 +81,11 @@ def run_recbole(
     ``summary_path`` and the ``config``.
 
     Multi-process runs (``config_dict`` holds ``local_rank``, ``world_size``, ``ip``, ``port``, ...;
-    see :func:`run_recboles`): only global rank 0 writes the summary (and checkpoints); rank 0 puts
-    every process puts its result, without the ``config`` object, on ``queue`` when one is given; the
+    see :func:`run_recboles`): only global rank 0 writes the summary (and checkpoints); every process
+    puts its result, without the ``config`` object, on ``queue`` when one is given; the
     process group is destroyed at the end, as in RecBole.
     """
-    config = Config(
-        model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict, cmd_args=cmd_args
-    )
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     logger = getLogger()
     run = setup_run(config)
     model, trainer, train_data, valid_data, test_data = run.model, run.trainer, run.train_data, run.valid_data, run.test_data
@@ -103,9 +93,7 @@ def run_recbole(
         trainer.resume_checkpoint(config["resume_checkpoint"])
 
     start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
     train_seconds = time.perf_counter() - start
     digest = model_digest(model) if not config["single_spec"] else None
     start = time.perf_counter()
@@ -118,7 +106,7 @@ def run_recbole(
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
-        "best_valid_score": _plain_number(best_valid_score),
+        "best_valid_score": None if best_valid_score is None else float(best_valid_score),
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": _plain_metrics(best_valid_result),
         "test_result": _plain_metrics(test_result),
@@ -177,16 +165,8 @@ def model_digest(model):
     return sha.hexdigest()
 
 
-def _plain_number(value):
-    if value is None:
-        return None
-    return float(value)
-
-
 def _plain_metrics(result):
-    if result is None:
-        return None
-    return {k: _plain_number(v) for k, v in result.items()}
+    return None if result is None else {k: None if v is None else float(v) for k, v in result.items()}
 
 
 def load_data_and_model(model_file):

@@ -25,9 +25,9 @@ from recbole_ext.model.sequential_recommender.peterrec_backbone import (
 from recbole_ext.quick_start import run_recbole
 from recbole_ext.trainer.peterrec import ranks_against, rank_metrics, sample_negatives
 from recbole_ext.utils import create_dataset, data_preparation, get_model
+from tests.helpers import REPO as ROOT
 
 torch.set_num_threads(1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "peterrec-demo")
 if not os.path.isdir(DEMO):
     DEMO = "/work/shared/datasets/peterrec-demo"

@@ -13,9 +13,9 @@ from recbole_ext import Config, create_dataset
 from recbole_ext.data.bam_converter import convert
 from recbole_ext.errors import DatasetError
 from recbole_ext.quick_start import run_recbole
+from tests.helpers import REPO as ROOT
 
 torch.set_num_threads(1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROPS = os.path.join(ROOT, "properties", "bam_ml-100k.yaml")
 # short runs: fewer positions, bigger batches, fewer negatives than the paper's defaults
 FAST = {"MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 512, "sampled_n": 256, "learning_rate": 0.003,

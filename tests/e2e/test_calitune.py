@@ -17,9 +17,9 @@ from recbole_ext.analysis import evaluate_checkpoint, export_per_user_tsv, per_u
 from recbole_ext.quick_start import run_recbole
 from recbole_ext.trainer.calitune import CaliTuneTrainer
 from recbole_ext.utils import create_dataset, data_preparation, get_model
+from tests.helpers import REPO as ROOT
 
 torch.set_num_threads(1)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKBONE_YAML = os.path.join(ROOT, "properties", "calitune_backbone_bpr_ml-100k.yaml")
 CALITUNE_YAML = os.path.join(ROOT, "properties", "calitune_ml-100k.yaml")
 QUICK = {  # a small, quickly trained backbone (the benchmark uses the spec's 256-d, lr 1e-4 setting)

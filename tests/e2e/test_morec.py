@@ -20,8 +20,8 @@ from recbole_ext.options import PROPERTIES_DIR
 from recbole_ext.quick_start import build_model_and_trainer
 from recbole_ext.trainer.morec import MoRecTrainer
 from recbole_ext.utils import create_dataset, data_preparation
+from tests.helpers import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAML = os.path.join(ROOT, "properties", "morec_ml-100k.yaml")
 QUIET = ["--show_progress=False", "--state=WARNING", "--log_wandb=False", "--checkpoint_dir=saved",
          "--results_dir=saved/results", "--config_files=" + YAML]

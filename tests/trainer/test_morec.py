@@ -17,9 +17,10 @@ from recbole_ext.options import PROPERTIES_DIR
 from recbole_ext.trainer.morec.controller import PIController, build_coordinator
 from recbole_ext.trainer.morec.sampler import MoRecSampler, group_counts, signed_sgd_update
 from recbole_ext.trainer.morec.signals import alignment_signal, fairness_signal
+from tests.helpers import REPO
 
 # the shared data sets lie beside the repository (../shared), as in CI
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared", "datasets", "morec-example")
+EXAMPLE = os.path.join(os.path.dirname(REPO), "shared", "datasets", "morec-example")
 
 
 # ------------------------------------------------------------------------------------------ metrics

@@ -10,10 +10,9 @@ from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError
 from recbole_ext.model.general_recommender.twotower import TwoTower
 from recbole_ext.utils import create_dataset
-from tests.helpers import run_cli
-from tests.test_gfcf import pop_result, write_tiny  # noqa: F401 (pop_result is a fixture)
+from tests.helpers import REPO as ROOT, run_cli
+from tests.model.test_gfcf import pop_result, write_tiny  # noqa: F401 (pop_result is a fixture)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("tower_type", ["concat", "product"])

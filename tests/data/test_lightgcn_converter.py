@@ -11,8 +11,8 @@ from recbole_ext.config import Config
 from recbole_ext.data.lightgcn_converter import convert, read_lightgcn
 from recbole_ext.errors import DatasetError
 from recbole_ext.utils import create_dataset, data_preparation
+from tests.helpers import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_LINES = "0 0 1 2\n1 2 3\n2 0 4 5 6\n3 1 6\n"
 TEST_LINES = "0 3\n1 0 6\n2 2\n3 4 5\n"
 

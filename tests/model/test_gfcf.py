@@ -11,8 +11,8 @@ from recbole_ext.errors import ConfigError
 from recbole_ext.model.general_recommender.gfcf import GFCF, resolve_options
 from recbole_ext.quick_start import load_data_and_model, run_recbole
 from recbole_ext.utils import create_dataset
+from tests.helpers import REPO as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_tiny(folder, seed=0, n_users=9, n_items=12):
@@ -207,7 +207,7 @@ def test_checkpoint_roundtrip(run_dir, quiet_config):
 @pytest.mark.slow
 def test_gowalla_reproduces_published(run_dir, quiet_config):
     """GF-CF original on the LightGCN Gowalla split: recall@20 0.1849, ndcg@20 0.1518 (Shen et al. 2021, Table 3).
-    Several minutes on 2 CPU cores; run with ``pytest -m slow tests/test_gfcf.py``."""
+    Several minutes on 2 CPU cores; run with ``pytest -m slow tests/model/test_gfcf.py``."""
     from recbole_ext.data.lightgcn_converter import convert
 
     src = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "gowalla")
