@@ -28,3 +28,12 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
 
 class CheckpointError(RecBoleExtError, ValueError):
     """A checkpoint that is not ours, truncated, or incompatible with the current run."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training stopped by the user (Ctrl-C); ``checkpoint`` is the last checkpoint written, or ``None``.
+    A ``KeyboardInterrupt`` (not an ``Exception``), so that ``except Exception`` never swallows it."""
+
+    def __init__(self, message, checkpoint=None):
+        super().__init__(message)
+        self.checkpoint = checkpoint
