@@ -9,6 +9,9 @@ unless ``--address`` names a running cluster (every node needs recbole_ext insta
 ``--key=value`` is fixed configuration for all trials. Prints Tune's progress, then a results table
 (best first), and writes the best configuration (``*-best.yaml``, usable as --config_files) and all
 trials (``*-results.json``) under ``saved/hyper/``.
+
+A mistake in the input prints ``error: ...`` and exits with status 2; ``--debug`` (or
+``RECBOLE_EXT_DEBUG=1``) shows the traceback instead.
 """
 
 import argparse
@@ -32,16 +35,21 @@ def parse_args(argv):
 
 
 def _value(text):
-    import yaml
+    """A fixed ``--key=value`` as the command line of run_recbole.py reads it (a Python literal, never
+    executed; else the string), so that the best-config YAML holds the same typed values."""
+    from recbole_ext.config import parse_value
 
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    return parse_value(text)
 
 
 def main(argv=None):
-    args, rest = parse_args(sys.argv[1:] if argv is None else argv)
+    from recbole_ext.cli import run_command
+
+    return run_command(_main, sys.argv[1:] if argv is None else argv, prog="python run_hyper.py")
+
+
+def _main(argv):
+    args, rest = parse_args(argv)
     fixed = {}
     for item in rest:
         if not (item.startswith("--") and "=" in item):
@@ -49,20 +57,14 @@ def main(argv=None):
             return 2
         key, value = item[2:].split("=", 1)
         fixed[key] = _value(value)
-    import recbole_ext  # noqa: F401
-    from recbole_ext.errors import RecBoleExtError
     from recbole_ext.tune import format_trials_table, run_search
 
-    try:
-        summary = run_search(
-            args.model, args.dataset, args.params_file,
-            config_file_list=args.config_files.split() if args.config_files else None, config_dict=fixed,
-            address=args.address, max_trials=args.max_trials, max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial, output_dir=args.output_dir, verbose=args.verbose,
-        )
-    except (RecBoleExtError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = run_search(
+        args.model, args.dataset, args.params_file,
+        config_file_list=args.config_files.split() if args.config_files else None, config_dict=fixed,
+        address=args.address, max_trials=args.max_trials, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, output_dir=args.output_dir, verbose=args.verbose,
+    )
     print(f"\n{summary['model']} on {summary['dataset']}: {len(summary['trials'])} trials "
           f"({summary['search']} search), valid metric {summary['valid_metric']}")
     print(format_trials_table(summary))

@@ -5,6 +5,10 @@
 Every other ``--key=value`` flag is configuration, exactly as with RecBole's own script. Prints
 RecBole's best-valid / test lines and writes a JSON summary under ``saved/results/``.
 
+A mistake in the input (configuration, data files, names) prints ``error: ...`` and exits with status 2;
+``--debug`` (or ``RECBOLE_EXT_DEBUG=1``) shows the traceback instead. Ctrl-C exits with status 130 and
+prints the last checkpoint and the command that resumes from it.
+
 Multi-process training (torch.distributed DDP), RecBole's flags:
 
     python run_recbole.py --model=BPR --dataset=ml-100k --nproc=2            # one machine
@@ -56,29 +60,26 @@ def run_distributed(args, config_files, rest):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    from recbole_ext.cli import run_command
+
+    return run_command(_main, sys.argv[1:] if argv is None else argv, prog="python run_recbole.py")
+
+
+def _main(argv):
     args, rest = parse_args(argv)
     unknown = [a for a in rest if not (a.startswith("--") and "=" in a)]
     if unknown:
         print(f"error: arguments must look like --key=value; not understood: {' '.join(unknown)}", file=sys.stderr)
         return 2
-    import recbole_ext  # noqa: F401  (applies compatibility patches)
-    from recbole_ext.errors import RecBoleExtError
     from recbole_ext.quick_start import run_recbole
 
     config_files = args.config_files.strip().split(" ") if args.config_files else None
-    try:
-        if args.nproc == 1 and args.world_size <= 0:
-            result = run_recbole(
-                model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=rest
-            )
-        else:
-            result = run_distributed(args, config_files, rest)
-            if result is None:  # not this machine's rank 0: it prints nothing
-                return 0
-    except (RecBoleExtError, FileNotFoundError, NotImplementedError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.nproc == 1 and args.world_size <= 0:
+        result = run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=rest)
+    else:
+        result = run_distributed(args, config_files, rest)
+        if result is None:  # not this machine's rank 0: it prints nothing
+            return 0
     print(format_result_table(result))
     if result.get("summary_path"):
         print(f"summary written to {result['summary_path']}")

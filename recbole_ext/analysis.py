@@ -119,10 +119,12 @@ def evaluate_checkpoint(model_file, config_dict=None, split="test"):
     The configuration is the checkpoint's own (user-given part) updated by ``config_dict``; the
     ``trainer`` key is dropped so that evaluation uses the model's ordinary trainer (plus the
     re-ranking hook). Returns ``(result, trainer, (train_data, valid_data, test_data))`` — the trainer
-    can be re-used: :func:`set_reranker` swaps the re-ranker without reloading data.
+    can be re-used: :func:`set_reranker` swaps the re-ranker without reloading data. A ``config_dict``
+    that changes the data split (seed, ``eval_args``, filters) is refused (:class:`CheckpointError`): the
+    model would be evaluated on rows it was trained on.
     """
     checkpoint = ckpt.load_checkpoint(model_file)
-    run = setup_run(config_from_checkpoint(checkpoint, config_dict), checkpoint=checkpoint)
+    run = setup_run(config_from_checkpoint(checkpoint, config_dict), checkpoint=checkpoint, checkpoint_file=model_file)
     trainer, train_data, valid_data, test_data = run.trainer, run.train_data, run.valid_data, run.test_data
     trainer.collect_train_data(train_data)
     data = {"valid": valid_data, "test": test_data}[split]

@@ -9,8 +9,13 @@ without any allow-listing:
 * ``config`` — the final configuration as plain Python values (enums and devices as strings);
 * ``external_config`` — the user-given configuration (files, dict, command line), from which
   :func:`recbole_ext.quick_start.load_data_and_model` rebuilds the exact same ``Config``;
-* ``epoch``, ``cur_step``, ``best_valid_score``, ``optimizer`` — what resuming needs;
-* ``meta`` — format name and version, library versions, creation time.
+* ``epoch``, ``cur_step``, ``best_valid_score``, ``best_valid_result``, ``optimizer`` — what resuming needs;
+* ``rng`` — the random-number states (python, NumPy, torch, CUDA, the training loader's generator), so that
+  a resumed run continues exactly as the uninterrupted run would have (:func:`rng_state`);
+* ``meta`` — format name and version, library versions, creation time, model, dataset and the
+  fingerprint of the train/valid/test split (``split_fingerprint``, see
+  :func:`recbole_ext.data.utils.split_fingerprint`), checked by :func:`check_same_data` wherever a
+  checkpoint meets a run's data.
 
 Files are written atomically by :func:`recbole_ext.io.atomic_torch_save` (a temporary file renamed into
 place), so a crash never leaves a half-written checkpoint behind.
@@ -19,9 +24,11 @@ place), so a crash never leaves a half-written checkpoint behind.
 import enum
 import os
 import pickle
+import random
 import time
 import warnings
 import zipfile
+from logging import getLogger
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +38,7 @@ from recbole_ext.distributed import LAUNCH_KEYS
 from recbole_ext.errors import CheckpointError
 
 FORMAT_NAME = "recbole_ext.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.split_fingerprint and rng
 _TAG = "__recbole_ext_type__"
 
 
@@ -154,6 +161,7 @@ def build_state(trainer, epoch):
             "model": config["model"],
             "dataset": config["dataset"],
             "trainer": type(trainer).__name__,
+            "split_fingerprint": _plain(config["split_fingerprint"]),
         },
         "config": plain_config(config),
         # without the per-process launch keys (local_rank, world_size, ...): a checkpoint written by a
@@ -164,10 +172,108 @@ def build_state(trainer, epoch):
         "epoch": int(epoch),
         "cur_step": int(trainer.cur_step),
         "best_valid_score": float(best) if best is not None else None,
+        "best_valid_result": _plain(_best_valid_result(trainer)),
         "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
         "other_parameter": encode(trainer.model.other_parameter()),
         "optimizer": trainer.optimizer.state_dict() if getattr(trainer, "optimizer", None) else None,
+        "rng": rng_state(trainer.rng_generators() if hasattr(trainer, "rng_generators") else None),
     }
+
+
+def _best_valid_result(trainer):
+    """The validation result of ``best_valid_score``. RecBole saves a better epoch *before* it stores that
+    epoch's result as ``best_valid_result``: take the result of the validation just run when it is the best."""
+    last = getattr(trainer, "last_valid", None)
+    if last is not None and trainer.best_valid_score is not None and last[0] == trainer.best_valid_score:
+        return dict(last[1])
+    result = getattr(trainer, "best_valid_result", None)
+    return None if result is None else dict(result)
+
+
+# --------------------------------------------------------------------------------------------
+# random-number states (exact resume)
+# --------------------------------------------------------------------------------------------
+def rng_state(generators=None):
+    """Every random-number state a run draws from, as tensors and plain values (weights-only safe):
+    python ``random``, NumPy's global state (RecBole's negative samplers), torch's CPU and CUDA
+    states, and ``generators`` (name -> ``torch.Generator``, e.g. the training loader's shuffle)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    cuda = None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return {
+        "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "generators": {k: g.get_state() for k, g in (generators or {}).items() if g is not None},
+    }
+
+
+def restore_rng(state, generators=None):
+    """Set the states :func:`rng_state` recorded (``generators`` by name; unknown names are skipped)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["name"], npy["keys"].cpu().numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    saved = state.get("generators") or {}
+    for name, generator in (generators or {}).items():
+        if generator is not None and name in saved:
+            generator.set_state(saved[name].cpu())
+
+
+# --------------------------------------------------------------------------------------------
+# the data a checkpoint was trained on
+# --------------------------------------------------------------------------------------------
+def check_same_data(checkpoint, config, path, action):
+    """Refuse (:class:`CheckpointError`) a checkpoint whose dataset or train/valid/test split differs from
+    this run's — its numbers would be measured on rows it was trained on. ``action`` completes "cannot
+    ... <path>" (e.g. "resume from"). A checkpoint written before splits were recorded, or a run whose
+    split is unknown, is accepted with a warning."""
+    meta = checkpoint["meta"]
+    if meta.get("dataset") != config["dataset"]:
+        raise CheckpointError(
+            f"cannot {action} {path}: it was trained on dataset '{meta.get('dataset')}', this run uses "
+            f"'{config['dataset']}'"
+        )
+    saved, current = meta.get("split_fingerprint"), config["split_fingerprint"]
+    if not saved:
+        return _warn(
+            f"{path} records no train/valid/test split (written before recbole_ext checkpoint format 2): it is "
+            "not checked that this run uses the split the checkpoint was trained on, and its numbers are only "
+            "valid if it does. Re-train it to get this check."
+        )
+    if not current:
+        return _warn(
+            f"this run's train/valid/test split is unknown (its data was not prepared by "
+            f"recbole_ext.data_preparation): it is not checked that {path} was trained on the same split"
+        )
+    if saved["sha256"] == current["sha256"]:
+        return None
+    differences = [] if saved.get("vocab") == current.get("vocab") else [
+        "the user/item vocabulary differs (other data files or filters)"]
+    for part in ("train", "valid", "test"):
+        before, now = saved[part], current[part]
+        if before["sha256"] != now["sha256"]:
+            same = " (same size, other rows)" if before["rows"] == now["rows"] else ""
+            differences.append(f"{part}: {before['rows']} rows in the checkpoint, {now['rows']} here{same}")
+    raise CheckpointError(
+        f"cannot {action} {path}: it was trained on another data split of '{config['dataset']}' — "
+        + "; ".join(differences)
+        + ". Use the checkpoint's data settings and seed; a script must call init_seed(config['seed'], "
+        "config['reproducibility']) before data_preparation (quick_start.setup_run does both)"
+    )
+
+
+def _warn(message):
+    getLogger().warning(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -224,21 +330,19 @@ def restore_model(model, checkpoint):
 def load_pretrained(model, path, config=None):
     """Initialise ``model`` from the recbole_ext checkpoint at ``path`` (a trained backbone).
 
-    Checks that the checkpoint's model class and dataset agree with the current run and that its
-    item / user tables have the current sizes, and says which one differs otherwise.
+    Checks that the checkpoint's dataset and train/valid/test split are the current run's
+    (:func:`check_same_data`, when ``config`` is given) and that its item / user tables have the
+    current sizes, and says which one differs otherwise.
     Returns the checkpoint dictionary (its ``config`` holds the backbone's hyperparameters).
     """
     if not path:
         raise CheckpointError(
             "no pretrained checkpoint given: set pretrained_model_file to a checkpoint written by "
-            "run_recbole.py (saved/<Model>-<time>.pth)"
+            "run_recbole.py (saved/<Model>-<time>-<pid>.pth)"
         )
     checkpoint = load_checkpoint(path, map_location=next(model.parameters()).device)
-    meta = checkpoint["meta"]
-    if config is not None and meta.get("dataset") != config["dataset"]:
-        raise CheckpointError(
-            f"{path} was trained on dataset '{meta.get('dataset')}', this run uses '{config['dataset']}'"
-        )
+    if config is not None:
+        check_same_data(checkpoint, config, path, "start from")
     saved = checkpoint["state_dict"]
     current = model.state_dict()
     for name, tensor in current.items():

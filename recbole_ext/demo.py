@@ -60,6 +60,12 @@ def format_table(rows):
 
 
 def main(argv=None):
+    from recbole_ext.cli import run_command
+
+    return run_command(_main, sys.argv[1:] if argv is None else argv, prog="python -m recbole_ext.demo")
+
+
+def _main(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one epoch per model (smoke run)")
     parser.add_argument("--models", default=None, help="comma-separated subset of the demo models")

@@ -7,6 +7,8 @@ loads them below the user's files, dict and command line. Code never carries a f
 reads ``config[key]`` and, for options with a fixed set of values, calls :func:`check_choices`.
 """
 
+import functools
+import glob
 import os
 
 from recbole_ext.errors import ConfigError
@@ -73,3 +75,50 @@ def fill_missing(config, kind, name):
             for key, value in (yaml.safe_load(f) or {}).items():
                 if key not in config:
                     config[key] = value
+
+
+# --- the keys every layer knows (misspelt-key check of recbole_ext.Config) ---------------------------
+# read by RecBole 1.2.1's code without a YAML default, or set by its Config / the launcher
+RECBOLE_CODE_KEYS = frozenset({
+    "contrast", "eta", "sim", "tail_ratio", "token_num_threshold", "use_filter", "has_residual", "norm", "cin",
+    "verbose", "xgb_early_stopping_rounds", "feature_num", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
+    "device", "single_spec", "encoding", "valid_neg_sample_args", "test_neg_sample_args",
+})
+# RecBole files that are not configuration (dataset download addresses)
+_NOT_CONFIG_FILES = ("url.yaml", "kg_url.yaml")
+
+
+def _yaml_keys(paths):
+    import yaml
+
+    keys = set()
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+        if isinstance(content, dict):
+            keys.update(k for k in content if isinstance(k, str))
+    return keys
+
+
+@functools.lru_cache(maxsize=None)
+def _recbole_keys():
+    import recbole
+    from recbole.utils import argument_list
+
+    root = os.path.join(os.path.dirname(recbole.__file__), "properties")
+    paths = [p for p in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True)
+             if os.path.basename(p) not in _NOT_CONFIG_FILES]
+    keys = _yaml_keys(paths) | RECBOLE_CODE_KEYS
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        keys.update(getattr(argument_list, name))
+    return frozenset(keys)
+
+
+def known_keys():
+    """Every configuration key that some layer defines: RecBole's defaults (overall, dataset, model and
+    quick-start YAML files, its argument lists, the keys its code reads), every YAML file of ours
+    (``properties/**``), the launch keys and ``model``, ``dataset``, ``config_files``, ``custom_keys``."""
+    from recbole_ext.distributed import LAUNCH_KEYS
+
+    ours = _yaml_keys(glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True))
+    return _recbole_keys() | ours | LAUNCH_KEYS | {"model", "dataset", "config_files", "custom_keys"}

@@ -16,7 +16,8 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_ext import checkpoint as ckpt
 from recbole_ext import distributed
 from recbole_ext.config import Config
-from recbole_ext.io import atomic_write_text
+from recbole_ext.errors import RunInterrupted
+from recbole_ext.io import atomic_write_text, check_writable_dir, unique_path
 from recbole_ext.utils import create_dataset, data_preparation, get_model, get_trainer
 
 #: What :func:`setup_run` builds; ``trainer`` is ``None`` when not asked for.
@@ -25,12 +26,13 @@ Run = namedtuple("Run", "config dataset train_data valid_data test_data model tr
 _RUN_ONLY_KEYS = ("model", "dataset", "trainer", "pretrained_model_file")
 
 
-def setup_run(config, with_trainer=True, checkpoint=None):
+def setup_run(config, with_trainer=True, checkpoint=None, checkpoint_file="the checkpoint"):
     """The one set-up sequence of every entry point: seed → logger → dataset → loaders → model (→ trainer).
 
-    ``config`` is a :class:`recbole_ext.Config`; ``checkpoint`` (a loaded checkpoint dictionary) restores
-    the model's weights. Used by :func:`run_recbole`, :func:`load_data_and_model`, the analysis helpers,
-    the benchmarks and the demo.
+    ``config`` is a :class:`recbole_ext.Config`; ``checkpoint`` (a loaded checkpoint dictionary, read from
+    ``checkpoint_file``) restores the model's weights once its dataset and train/valid/test split are
+    found to be this run's (:func:`recbole_ext.checkpoint.check_same_data`). Used by :func:`run_recbole`,
+    :func:`load_data_and_model`, the analysis helpers, the benchmarks and the demo.
     """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -39,6 +41,8 @@ def setup_run(config, with_trainer=True, checkpoint=None):
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    if checkpoint is not None:
+        ckpt.check_same_data(checkpoint, config, checkpoint_file, "load")
     model, trainer = build_model_and_trainer(config, train_data, with_trainer)
     logger.info(model)
     if checkpoint is not None:
@@ -67,7 +71,8 @@ def write_summary(config, summary):
     """Write ``summary`` as JSON under ``config['results_dir']`` (atomically); return its path."""
     results_dir = config["results_dir"]
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(results_dir, f"{config['model']}-{config['dataset']}-{stamp}-{os.getpid()}.json")
+    # <Model>-<dataset>-<time>-<pid>[-n].json: unique across processes and runs of this process
+    path = unique_path(os.path.join(results_dir, f"{config['model']}-{config['dataset']}-{stamp}.json"), ext=".json")
     atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return path
 
@@ -80,15 +85,50 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
     ``test_result`` (RecBole's keys) plus ``train_seconds``, ``eval_seconds``, ``checkpoint``,
     ``summary_path`` and the ``config``.
 
+    Refuses unwritable ``checkpoint_dir`` / ``results_dir`` before reading data (:class:`ConfigError`);
+    Ctrl-C raises :class:`recbole_ext.errors.RunInterrupted` naming the last checkpoint written.
+
     Multi-process runs (``config_dict`` holds ``local_rank``, ``world_size``, ``ip``, ``port``, ...;
     see :func:`run_recboles`): only global rank 0 writes the summary (and checkpoints); every process
     puts its result, without the ``config`` object, on ``queue`` when one is given; the
     process group is destroyed at the end, as in RecBole.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    check_output_dirs(config, write_results)
+    run = None
+    try:
+        run = setup_run(config)
+        return _train_and_test(run, saved, write_results, queue)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise _interrupted(run.trainer if run is not None else None) from err
+
+
+def check_output_dirs(config, write_results=True):
+    """Fail before any data is read if ``checkpoint_dir`` (or, when a summary is written, ``results_dir``)
+    cannot be written — not after training."""
+    check_writable_dir(config["checkpoint_dir"], "checkpoint_dir")
+    if write_results:
+        check_writable_dir(config["results_dir"], "results_dir")
+
+
+def _interrupted(trainer):
+    """The :class:`RunInterrupted` of a run stopped by Ctrl-C: names the last checkpoint it wrote and how
+    to resume from it."""
+    path = getattr(trainer, "last_checkpoint", None)
+    if path is None:
+        return RunInterrupted("interrupted (Ctrl-C) before any checkpoint was written: nothing to resume")
+    path = os.path.abspath(path)
+    return RunInterrupted(
+        f"interrupted (Ctrl-C); last checkpoint: {path} — resume with --resume_checkpoint={path}", checkpoint=path
+    )
+
+
+def _train_and_test(run, saved, write_results, queue):
+    config, model, trainer = run.config, run.model, run.trainer
+    train_data, valid_data, test_data = run.train_data, run.valid_data, run.test_data
     logger = getLogger()
-    run = setup_run(config)
-    model, trainer, train_data, valid_data, test_data = run.model, run.trainer, run.train_data, run.valid_data, run.test_data
     if config["resume_checkpoint"]:
         trainer.resume_checkpoint(config["resume_checkpoint"])
 
@@ -175,7 +215,8 @@ def load_data_and_model(model_file):
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's function.
     """
     checkpoint = ckpt.load_checkpoint(model_file)
-    run = setup_run(config_from_checkpoint(checkpoint), with_trainer=False, checkpoint=checkpoint)
+    run = setup_run(config_from_checkpoint(checkpoint), with_trainer=False, checkpoint=checkpoint,
+                    checkpoint_file=model_file)
     return run.config, run.model, run.dataset, run.train_data, run.valid_data, run.test_data
 
 

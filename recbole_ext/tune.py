@@ -31,7 +31,10 @@ RAY_MISSING = (
 
 
 def parse_params_file(path):
-    """RecBole's params file -> ``{name: (type, args)}`` in file order (no Ray needed).
+    """RecBole's params file -> ``{name: (type, args)}`` in file order (no Ray needed). Nothing in the file
+    is executed: ``choice`` values are Python literals (``ast.literal_eval``), bounds are numbers; a
+    string value reaches the trial's ``config_dict`` as a string, parsed again by
+    :func:`recbole_ext.config.parse_value`.
 
     ``choice`` args: the list of values; ``uniform``/``loguniform``: ``(low, high)`` as written
     (log bounds for loguniform); ``quniform``: ``(low, high, q)``.
@@ -62,14 +65,32 @@ def parse_params_file(path):
                     numbers = tuple(float(v) for v in value.split(","))
                 except ValueError as err:
                     raise ConfigError(f"{where}: {kind} needs numbers 'low,high{',q' if kind == 'quniform' else ''}'") from err
-                if len(numbers) != (3 if kind == "quniform" else 2) or numbers[0] > numbers[1]:
-                    raise ConfigError(f"{where}: bad {kind} bounds '{value}'")
+                if (len(numbers) != (3 if kind == "quniform" else 2) or not all(map(math.isfinite, numbers))
+                        or numbers[0] > numbers[1] or (kind == "quniform" and numbers[2] <= 0)):
+                    raise ConfigError(f"{where}: bad {kind} bounds '{value}' (finite low <= high"
+                                      f"{', step q > 0' if kind == 'quniform' else ''})")
                 space[name] = (kind, numbers)
             else:
                 raise ConfigError(f"{where}: unknown parameter type '{kind}' (one of {', '.join(PARAM_TYPES)})")
     if not space:
         raise ConfigError(f"params file {path} defines no parameter")
     return space
+
+
+def probe_values(space):
+    """One value of each searched parameter (the first choice, the lower bound) for a check of the
+    configuration before the search starts."""
+    values = {}
+    for name, (kind, args) in space.items():
+        if kind == "choice":
+            values[name] = args[0]
+        elif kind == "loguniform":
+            values[name] = math.exp(args[0])
+        elif kind == "quniform":
+            values[name] = round(args[0] / args[2]) * args[2]
+        else:
+            values[name] = args[0]
+    return values
 
 
 def import_ray():
@@ -140,7 +161,9 @@ def run_search(model, dataset, params_file, config_file_list=None, config_dict=N
     config_file_list = [os.path.abspath(p) for p in (config_file_list or [])]
     fixed = dict(config_dict or {})
     base = dict(fixed)
-    probe = Config(model, dataset, config_file_list=config_file_list, config_dict=base, cmd_args=[])
+    # the searched keys too (one sample each): a misspelt key or a refused value stops here, before Ray starts
+    probe = Config(model, dataset, config_file_list=config_file_list, config_dict={**base, **probe_values(space)},
+                   cmd_args=[])
     bigger = bool(probe["valid_metric_bigger"])
     base.setdefault("data_path", os.path.abspath(probe.external_config_dict.get("data_path", "dataset/")))
     base.setdefault("show_progress", False)

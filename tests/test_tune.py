@@ -92,3 +92,53 @@ def test_missing_ray_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(ConfigError, match="pip install -r requirements-tune.txt"):
         rt.import_ray()
+
+
+def test_params_file_bounds_are_checked(tmp_path):
+    path = tmp_path / "hyper.test"
+    for bad in ("train_batch_size quniform 512,4096,0", "lr uniform nan,1", "lr loguniform -8,inf"):
+        path.write_text(bad + "\n")
+        with pytest.raises(ConfigError, match="bad (quniform|uniform|loguniform) bounds"):
+            parse_params_file(str(path))
+
+
+def test_probe_values_take_one_sample_of_each_parameter():
+    import math
+
+    from recbole_ext.tune import probe_values
+
+    space = {"a": ("choice", ["[64,32]", "[32]"]), "b": ("uniform", (0.1, 0.2)), "c": ("loguniform", (-8.0, 0.0)),
+             "d": ("quniform", (500.0, 4096.0, 512.0))}
+    assert probe_values(space) == {"a": "[64,32]", "b": 0.1, "c": math.exp(-8.0), "d": 512.0}
+
+
+@pytest.mark.parametrize("params,fixed,message", [
+    ("learning_rat choice [0.01, 0.1]\n", {},
+     "unknown config key 'learning_rat' \\(config_dict\\): did you mean 'learning_rate'"),
+    ("learning_rate choice [0.01]\n", {"epoch": 1}, "did you mean 'epochs'"),
+    ("train_batch_size choice [0, 64]\n", {}, "train_batch_size must be a whole number >= 1, got 0"),
+])
+def test_search_refuses_bad_keys_and_values_before_ray_starts(tmp_path, monkeypatch, params, fixed, message):
+    from recbole_ext import tune as rt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rt, "import_ray", lambda: pytest.fail("Ray was started despite a bad configuration"))
+    path = tmp_path / "hyper.test"
+    path.write_text(params)
+    with pytest.raises(ConfigError, match=message):
+        rt.run_search("BPR", "ml-100k", str(path), config_dict=dict(fixed, state="WARNING"),
+                      output_dir=str(tmp_path / "hyper"))
+    assert not (tmp_path / "hyper").exists()
+
+
+def test_run_hyper_misspelt_flag_exits_2(tmp_path):
+    params = tmp_path / "hyper.test"
+    params.write_text("learning_rate choice [0.01]\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run_hyper.py"), "--model=BPR", "--dataset=ml-100k",
+         f"--params_file={params}", "--epoch=1", f"--output_dir={tmp_path / 'hyper'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "did you mean 'epochs'?" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "hyper").exists()

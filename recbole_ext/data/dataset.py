@@ -1,11 +1,21 @@
-"""RecBole dataset classes that check their atomic files and never download.
+"""RecBole dataset classes that check their atomic files, never download, and say what they dropped.
 
 RecBole's ``Dataset._load_data`` tries to download a dataset it cannot find, and a malformed line
 surfaces as a pandas parser error without the file or what was expected. These subclasses add a
 check of every atomic file before RecBole reads it and turn a missing dataset into a clear error.
+
+They also make RecBole's silent data changes loud (one warning each):
+
+* duplicate interactions (same user, item and timestamp) — RecBole keeps them unless ``rm_dup_inter``;
+* interactions removed by RecBole's filters, counted per filter in ``dataset.dropped_interactions``;
+* users/items of the ``.inter`` file without a ``.user``/``.item`` row (``dataset.missing_feature_rows``):
+  RecBole drops their interactions (``filter_inter_by_user_or_item``) or fills their side information
+  with the column mean / ``[PAD]``. :func:`require_side_info` refuses such a dataset where a method
+  needs every item's side information.
 """
 
 import os
+from collections import namedtuple
 
 import numpy as np
 import pandas as pd
@@ -109,8 +119,48 @@ def check_atomic_file(filepath, field_separator="\t", encoding="utf-8"):
             )
 
 
+#: ``tokens``: users/items of the ``.inter`` file without a row in the ``.user``/``.item`` file;
+#: ``interactions``: how many interactions name them (before RecBole's filters).
+MissingRows = namedtuple("MissingRows", "tokens interactions")
+
+_EXAMPLES = 3
+
+
+def _examples(values):
+    values = list(values)
+    more = ", ..." if len(values) > _EXAMPLES else ""
+    return ", ".join(str(v) for v in values[:_EXAMPLES]) + more
+
+
+def require_side_info(dataset, source, needed_by):
+    """Raise :class:`DatasetError` when some users/items (``source``: ``"user"`` / ``"item"``) of the
+    interactions have no row in the ``.user``/``.item`` file: ``needed_by`` (a method or metric input) needs
+    the side information of every one of them. Datasets not built by recbole_ext carry no record: no check."""
+    missing = getattr(dataset, "missing_feature_rows", {}).get(source)
+    if not missing:
+        return
+    name = dataset.dataset_name
+    dropped = dataset.dropped_interactions.get("filter_inter_by_user_or_item")
+    fate = (
+        f"RecBole dropped their interactions (filter_inter_by_user_or_item: {dropped} removed)"
+        if dropped
+        else "RecBole kept their interactions and filled their side information with each float column's "
+        "mean and [PAD] for tokens"
+    )
+    raise DatasetError(
+        f"{needed_by} needs the .{source} row of every {source}, but {len(missing.tokens)} {source}s of "
+        f"{name}'s interactions ({missing.interactions} interactions; e.g. {_examples(missing.tokens)}) have no "
+        f"row in {name}.{source}: {fate}. Add rows for them to {name}.{source}, or remove their interactions "
+        f"from the .inter file(s)"
+    )
+
+
 class AtomicFileCheckMixin:
-    """Checks atomic files before loading; refuses to download."""
+    """Checks atomic files before loading; refuses to download; reports duplicate and dropped interactions.
+
+    ``dropped_interactions``: ``{filter: interactions it removed}`` (filters that removed some);
+    ``missing_feature_rows``: ``{"user"|"item": MissingRows}`` (only sources with missing rows).
+    """
 
     def _load_data(self, token, dataset_path):
         names = self.config["benchmark_filename"] or [None]
@@ -125,6 +175,12 @@ class AtomicFileCheckMixin:
                 "or set data_path to the folder that holds the dataset's folder"
             )
         super()._load_data(token, dataset_path)
+        sizes = self.file_size_list if names[0] is not None else [len(self.inter_feat)]
+        if sizes[0] == 0:  # benchmark files: the first (training) one; the others may be placeholders
+            raise DatasetError(
+                f"{expected[0]}: the file has a header but no data rows; add one interaction per line below "
+                "the header"
+            )
 
     def _download(self):
         raise DatasetNotFoundError(
@@ -135,6 +191,102 @@ class AtomicFileCheckMixin:
     def _load_feat(self, filepath, source):
         check_atomic_file(filepath, self.config["field_separator"], self.config["encoding"])
         return super()._load_feat(filepath, source)
+
+    # --- what RecBole's processing changes, said out loud ------------------------------------------
+    def _data_processing(self):
+        self.dropped_interactions = {}
+        self._loaded_interactions = len(self.inter_feat)
+        self.missing_feature_rows = self._missing_feature_rows()
+        self._report_duplicates()
+        super()._data_processing()
+        self._report_dropped()
+
+    def _missing_feature_rows(self):
+        found = {}
+        for source, field in (("user", self.uid_field), ("item", self.iid_field)):
+            feat = getattr(self, f"{source}_feat")
+            if feat is None or field not in self.inter_feat or field not in feat:
+                continue
+            column = self.inter_feat[field]
+            absent = column.notna() & ~column.isin(feat[field])
+            if absent.any():
+                found[source] = MissingRows(tuple(pd.unique(column[absent])), int(absent.sum()))
+        return found
+
+    def _report_duplicates(self):
+        fields = (self.uid_field, self.iid_field, self.time_field)
+        columns = [f for f in fields if f is not None and f in self.inter_feat]
+        if self.uid_field not in columns or self.iid_field not in columns:
+            return
+        repeated = self.inter_feat.duplicated(subset=columns)
+        count = int(repeated.sum())
+        benchmark = bool(self.benchmark_filename_list)
+        if not count or (self.config["rm_dup_inter"] is not None and not benchmark):
+            return  # none, or RecBole drops them (counted with the other filters)
+        rows = self.inter_feat.loc[repeated, columns].head(_EXAMPLES + 1).itertuples(index=False)
+        examples = _examples("(" + ", ".join(str(v) for v in row) + ")" for row in rows)
+        if benchmark:
+            fix = ("remove them from the benchmark files (RecBole applies no filter, rm_dup_inter included, "
+                   "when benchmark_filename is set)")
+        else:
+            fix = "set rm_dup_inter: first to drop them (RecBole keeps the first interaction of each user-item pair"
+            fix += ", also of a pair repeated at another time)" if self.time_field in columns else ")"
+        self.logger.warning(
+            f"dataset '{self.dataset_name}': {count} duplicate interactions (same {', '.join(columns)} as an "
+            f"earlier row; e.g. {examples}) — each counts again in training and evaluation; {fix}"
+        )
+
+    def _count_dropped(self, name, step):
+        before = len(self.inter_feat)
+        step()
+        if len(self.inter_feat) < before:
+            self.dropped_interactions[name] = self.dropped_interactions.get(name, 0) + before - len(self.inter_feat)
+
+    def _filter_nan_user_or_item(self):
+        self._count_dropped("missing user/item id", super()._filter_nan_user_or_item)
+
+    def _remove_duplication(self):
+        self._count_dropped("rm_dup_inter", super()._remove_duplication)
+
+    def _filter_by_field_value(self):
+        self._count_dropped("val_interval", super()._filter_by_field_value)
+
+    def _filter_inter_by_user_or_item(self):
+        self._count_dropped("filter_inter_by_user_or_item", super()._filter_inter_by_user_or_item)
+
+    def _filter_by_inter_num(self):
+        self._count_dropped("user_inter_num_interval/item_inter_num_interval", super()._filter_by_inter_num)
+
+    def _dropped_text(self):
+        return ", ".join(f"{count} by {name}" for name, count in self.dropped_interactions.items())
+
+    def _reset_index(self):
+        for name in self.feat_name_list:
+            if getattr(self, name).empty:
+                raise DatasetError(
+                    f"dataset '{self.dataset_name}': RecBole's filters removed every row of {name} "
+                    f"({self._dropped_text() or 'no interaction filter removed any'}): loosen val_interval, "
+                    "user_inter_num_interval/item_inter_num_interval or the .user/.item files"
+                )
+        super()._reset_index()
+
+    def _report_dropped(self):
+        parts = []
+        if self.dropped_interactions:
+            total = sum(self.dropped_interactions.values())
+            parts.append(
+                f"RecBole's filters removed {total} of {self._loaded_interactions} interactions "
+                f"({self._dropped_text()}); results are for the remaining {len(self.inter_feat)}"
+            )
+        for source, missing in self.missing_feature_rows.items():
+            parts.append(
+                f"{len(missing.tokens)} {source}s of the interactions ({missing.interactions} interactions; "
+                f"e.g. {_examples(missing.tokens)}) have no row in {self.dataset_name}.{source}"
+                + ("" if "filter_inter_by_user_or_item" in self.dropped_interactions else
+                   f" (their {source} fields hold RecBole's fill values: column mean / [PAD])")
+            )
+        if parts:
+            self.logger.warning(f"dataset '{self.dataset_name}': " + "; ".join(parts) + ".")
 
 
 _CHECKED = {}

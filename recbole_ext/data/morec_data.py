@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from recbole_ext.data.dataset import require_side_info
 from recbole_ext.errors import ConfigError, DatasetError
 from recbole_ext.io import atomic_write, atomic_write_text
 
@@ -40,6 +41,7 @@ def _item_column(dataset, config, kind):
             f"load_col: {{item: [item_id, {field}, ...]}} (or point {FIELD_KEYS[kind]} at the right field; "
             "recbole_ext.data.morec_data.prepare_ml100k / convert_morec_csv write such files)"
         )
+    require_side_info(dataset, "item", f"MoRec (item field '{field}')")
     column = feat[field]
     if column.dim() != 1:
         raise DatasetError(f"item field '{field}' must be a single number per item (declare it ':float')")
@@ -69,8 +71,7 @@ def item_groups(dataset, config, kind):
         tokens = dataset.id2token(dataset.iid_field, bad[:5].numpy())
         raise DatasetError(
             f"{len(bad)} items have no '{field}' group (value <= 0, e.g. items {list(tokens)}): every item "
-            f"needs a group id 1..G in {dataset.dataset_name}.item (0 is reserved for padding; items missing "
-            "from the .item file get 0)"
+            f"needs a group id 1..G in {dataset.dataset_name}.item (0 is reserved for padding)"
         )
     n_groups = int(groups.max())
     sizes = torch.bincount(groups, minlength=n_groups + 1)

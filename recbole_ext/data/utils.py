@@ -7,9 +7,14 @@
   (``recbole.data.utils.get_dataloader``). A model class declares its own with the attribute
   ``train_loader = "user"`` (autoencoder-style) or a DataLoader class; everything else goes through
   RecBole's ``data_preparation`` unchanged.
+* Split fingerprint: ``data_preparation`` records :func:`split_fingerprint` in
+  ``config["split_fingerprint"]``; checkpoints carry it and refuse to meet another split.
 """
 
+import hashlib
 from logging import getLogger
+
+import numpy as np
 
 import recbole.data.dataset as recbole_dataset
 from recbole.data import data_preparation as recbole_data_preparation
@@ -55,7 +60,39 @@ def _train_loader_class(config):
 
 
 def data_preparation(config, dataset):
-    """Split ``dataset`` and build (train, valid, test) loaders, honouring the model's train loader."""
+    """Split ``dataset`` and build (train, valid, test) loaders, honouring the model's train loader;
+    record the split's fingerprint in ``config["split_fingerprint"]``."""
+    loaders = _build_loaders(config, dataset)
+    config["split_fingerprint"] = split_fingerprint(dataset, loaders)
+    return loaders
+
+
+def split_fingerprint(dataset, loaders):
+    """What identifies a train/valid/test split: the SHA-256 of each part's user and item ids (with its row
+    count) and of the token vocabularies that give the ids their meaning, and one SHA-256 over all.
+
+    ``{"sha256", "vocab", "train": {"rows", "sha256"}, "valid": ..., "test": ...}``; vectorised (one pass
+    over the id arrays)."""
+    fields = [f for f in (dataset.uid_field, dataset.iid_field) if f and f in dataset.field2id_token]
+    vocab = hashlib.sha256()
+    for field in fields:
+        vocab.update(f"{field}\0".encode() + "\0".join(map(str, dataset.field2id_token[field])).encode() + b"\1")
+    result = {"vocab": vocab.hexdigest()}
+    total = hashlib.sha256(result["vocab"].encode())
+    for name, loader in zip(("train", "valid", "test"), loaders):
+        inter = getattr(getattr(loader, "_dataset", None), "inter_feat", None)
+        rows = 0 if inter is None else len(inter)
+        sha = hashlib.sha256(f"{name}:{rows}".encode())
+        for field in fields:
+            if inter is not None and field in inter.interaction:
+                sha.update(field.encode() + np.ascontiguousarray(inter[field].numpy(), dtype=np.int64).tobytes())
+        result[name] = {"rows": rows, "sha256": sha.hexdigest()}
+        total.update(result[name]["sha256"].encode())
+    result["sha256"] = total.hexdigest()
+    return result
+
+
+def _build_loaders(config, dataset):
     train_loader = _train_loader_class(config)
     if train_loader is None or config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
         return recbole_data_preparation(config, dataset)

@@ -27,6 +27,7 @@ from recbole.evaluator.collector import Collector
 
 from recbole_ext import distributed
 from recbole_ext.compat import PER_EVALUATION_KEYS
+from recbole_ext.data.dataset import require_side_info
 from recbole_ext.errors import DatasetError
 
 # key -> function(dataset, config) -> value (computed once per training set)
@@ -59,6 +60,7 @@ def _feature_column(dataset, source, field):
             f"a metric needs the {source} feature '{field}', but dataset '{dataset.dataset_name}' has no "
             f"such column: add '{field}' to the .{suffix} file and to load_col: {{{suffix}: [...]}}"
         )
+    require_side_info(dataset, source, f"metric input 'data.{source}.{field}'")
     return feat[field]
 
 

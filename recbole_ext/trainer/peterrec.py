@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from recbole_ext import options
-from recbole_ext.checkpoint import load_checkpoint, restore_model
 from recbole_ext.errors import ConfigError
 from recbole_ext.trainer.trainer import Trainer
 
@@ -70,7 +69,7 @@ class PeterRecTrainer(Trainer):
         if not eval_data:
             return None
         if load_best_model:
-            restore_model(self.model, load_checkpoint(model_file or self.saved_model_file, map_location=self.device))
+            self._load_best_model(model_file)  # only a checkpoint this run wrote or was given
         self.model.eval()
         dataset = eval_data._dataset
         inter = dataset.inter_feat

@@ -5,7 +5,10 @@
 
 * checkpoints: written atomically in the weights-only-safe format of :mod:`recbole_ext.checkpoint`
   (torch >= 2.6 refuses RecBole's pickled ``Config``), read back with ``weights_only=True`` when
-  resuming and when evaluating the best model; names unique across runs started in the same second;
+  resuming and when evaluating the best model; names unique across runs started in the same second (in
+  one process or several); the best model is only ever loaded from a file this trainer wrote or was
+  given; resuming refuses another dataset or split and restores the random-number states, so that a
+  resumed run equals an uninterrupted one;
 * evaluation: the extended collector (side information for metrics), the re-ranking hook of
   full-sort evaluation and the top-k-only path for models with ``full_sort_topk``;
 * multi-process runs (torch.distributed, ``docs/distributed.md``): DDP that also trains on CPU (Gloo),
@@ -13,6 +16,10 @@
   all processes' rows so that every metric is computed once over all users (RecBole averages
   per-process metric values instead).
 """
+
+import os
+import warnings
+from collections import OrderedDict
 
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
@@ -60,6 +67,13 @@ class ExtTrainerMixin:
             # every process must read the checkpoint rank 0 writes (RecBole names it per process,
             # by local time: the names differ when the processes start in different seconds)
             self.saved_model_file = distributed.broadcast_from_rank0(getattr(self, "saved_model_file", None))
+        # the name chosen for this run's checkpoint: loaded only once this trainer has written it
+        self._own_model_file = os.path.abspath(self.saved_model_file) if getattr(self, "saved_model_file", None) else None
+        self._written = set()  # checkpoints this trainer wrote (rank 0 for all processes) or was given
+        self.last_checkpoint = None  # the checkpoint written last (for the Ctrl-C message), or None
+        self._train_data = None
+        self._resume_rng = None
+        self.last_valid = None  # (score, result) of the latest validation
 
     @property
     def distributed(self):
@@ -73,14 +87,22 @@ class ExtTrainerMixin:
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.is_main_process:
-            return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        atomic_torch_save(ckpt.build_state(self, epoch), saved_model_file)
-        if verbose:
+        if self.is_main_process:  # rank 0 writes the file of every process
+            atomic_torch_save(ckpt.build_state(self, epoch), saved_model_file)
+        self._written.add(os.path.abspath(saved_model_file))
+        self.last_checkpoint = saved_model_file
+        if verbose and self.is_main_process:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def rng_generators(self):
+        """The generators a checkpoint records besides the global ones: the training loader's shuffle."""
+        generator = getattr(self._train_data, "generator", None)
+        return {"train_data": generator} if generator is not None else {}
+
     def resume_checkpoint(self, resume_file):
+        """Continue training from ``resume_file``: weights, optimiser, epoch, best score and the random-number
+        states (the continuation equals the uninterrupted run). Refuses another model, dataset or split."""
         resume_file = str(resume_file)
         checkpoint = ckpt.load_checkpoint(resume_file, map_location=self.device)
         saved_model = checkpoint["meta"].get("model", "")
@@ -88,18 +110,50 @@ class ExtTrainerMixin:
             raise CheckpointError(
                 f"cannot resume: {resume_file} belongs to model '{saved_model}', this run trains '{self.config['model']}'"
             )
+        ckpt.check_same_data(checkpoint, self.config, resume_file, "resume from")
         self.saved_model_file = resume_file
+        self._written.add(os.path.abspath(resume_file))
+        self.last_checkpoint = resume_file
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         if checkpoint["best_valid_score"] is not None:
             self.best_valid_score = checkpoint["best_valid_score"]
+        if checkpoint.get("best_valid_result") is not None:  # reported when no later epoch is better
+            self.best_valid_result = OrderedDict(checkpoint["best_valid_result"])
         ckpt.restore_model(self.model, checkpoint)
         if checkpoint.get("optimizer") is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("rng") is not None:
+            ckpt.restore_rng(checkpoint["rng"])
+            self._resume_rng = checkpoint["rng"]  # again in fit, with the training loader's generator
+        else:
+            message = (f"{resume_file} holds no random-number states (written before recbole_ext checkpoint "
+                       "format 2): the resumed run will not repeat the uninterrupted one exactly")
+            self.logger.warning(message)
+            warnings.warn(message, stacklevel=2)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        self.last_valid = super()._valid_epoch(valid_data, show_progress=show_progress)
+        return self.last_valid
+
+    def fit(self, train_data, valid_data=None, *args, **kwargs):
+        self._train_data = train_data
+        if self._resume_rng is not None:
+            ckpt.restore_rng(self._resume_rng, self.rng_generators())
+            self._resume_rng = None
+        return super().fit(train_data, valid_data, *args, **kwargs)
 
     def _load_best_model(self, model_file=None):
         checkpoint_file = model_file or self.saved_model_file
+        if not model_file and os.path.abspath(checkpoint_file) == self._own_model_file and (
+            self._own_model_file not in self._written
+        ):
+            raise CheckpointError(
+                f"this run has saved no checkpoint ({checkpoint_file} was never written: fit(saved=False), or no "
+                "fit yet), so there is no best model to load: evaluate(..., load_best_model=False) evaluates the "
+                "model as it is, evaluate(..., model_file=<checkpoint>) a saved one"
+            )
         if self.distributed:
             distributed.barrier()  # rank 0 has finished writing the checkpoint every process reads
         ckpt.restore_model(self.model, ckpt.load_checkpoint(checkpoint_file, map_location=self.device))

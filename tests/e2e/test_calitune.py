@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from recbole.utils import init_seed
 
 import recbole_ext  # noqa: F401
 from recbole_ext import checkpoint as ckpt
@@ -118,6 +119,8 @@ def _model_and_config(backbone, model="BPR", **extra):
     d = _calitune_dict(backbone, **extra)
     config = Config(model, "ml-100k", [BACKBONE_YAML], d)
     dataset = create_dataset(config)
+    # the backbone's split (without init_seed the split is another one, and CaliTune refuses the backbone)
+    init_seed(config["seed"], config["reproducibility"])
     train_data, _, _ = data_preparation(config, dataset)
     _DATASETS[id(config)] = train_data._dataset
     return config, get_model(model)(config, train_data._dataset)

@@ -78,7 +78,7 @@ class PeterRec(GeneralRecommender):
             if not path:
                 raise CheckpointError(
                     f"peterrec_mode '{self.mode}' needs pretrained_model_file: the checkpoint of a NextItNetP or GRec "
-                    "run (python run_recbole.py --model=NextItNetP ... writes saved/NextItNetP-<time>.pth); "
+                    "run (python run_recbole.py --model=NextItNetP ... writes saved/NextItNetP-<time>-<pid>.pth); "
                     "or use peterrec_mode: scratch"
                 )
             ckpt = load_checkpoint(path)

@@ -13,6 +13,7 @@ from recbole_ext import distributed, options
 from recbole_ext.data.popularity import calibration_data
 from recbole_ext.errors import CheckpointError, ConfigError
 from recbole_ext.evaluator.metrics.calibration import jsd as eval_jsd
+from recbole_ext.io import unique_path
 from recbole_ext.trainer.calitune.backbones import BACKBONES
 from recbole_ext.trainer.calitune.losses import calitune_loss, listwise_loss, ndcg_at_k
 from recbole_ext.trainer.trainer import Trainer
@@ -63,7 +64,7 @@ class CaliTuneTrainer(Trainer):
         if not path:
             raise ConfigError(
                 "trainer CaliTune fine-tunes a trained backbone: set pretrained_model_file to its checkpoint "
-                "(saved/<Model>-<time>.pth written by run_recbole.py)"
+                "(saved/<Model>-<time>-<pid>.pth written by run_recbole.py)"
             )
         saved = ckpt.load_checkpoint(path)
         if saved["meta"].get("model") != config["model"]:
@@ -71,6 +72,8 @@ class CaliTuneTrainer(Trainer):
                 f"{path} holds a '{saved['meta'].get('model')}' model but this run fine-tunes '{config['model']}'; "
                 "set model to the backbone's model"
             )
+        # the settings that decide the split first (they name the key to fix); then load_pretrained compares
+        # the dataset and the split's fingerprint (rows actually in train / valid / test)
         current = ckpt.plain_config(config)
         for key in SPLIT_KEYS:
             if key in saved["config"] and saved["config"][key] != current.get(key):
@@ -242,7 +245,8 @@ class CaliTuneTrainer(Trainer):
 
     def _snapshot_dir(self):
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        snap_dir = os.path.join(self.config["checkpoint_dir"], f"CaliTune-{self.config['model']}-{stamp}-{os.getpid()}")
+        # CaliTune-<model>-<time>-<pid>: no other run (of this process or another) uses the folder
+        snap_dir = unique_path(os.path.join(self.config["checkpoint_dir"], f"CaliTune-{self.config['model']}-{stamp}"), ext="")
         # rank 0's folder for every process (only rank 0 writes)
         return distributed.broadcast_from_rank0(snap_dir) if self.distributed else snap_dir
 

@@ -13,7 +13,7 @@ from recbole_ext import checkpoint as ckpt
 from recbole_ext import distributed
 from recbole_ext.data import morec_data
 from recbole_ext.errors import ConfigError
-from recbole_ext.io import atomic_write_text
+from recbole_ext.io import atomic_write_text, unique_path
 from recbole_ext.trainer.morec import losses, signals
 from recbole_ext.trainer.morec.options import coordinator_from_config, read_options
 from recbole_ext.trainer.morec.plot import plot_trajectory
@@ -238,8 +238,9 @@ class MoRecTrainer(Trainer):
         if not self.is_main_process:
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = f"MoRec-{self.config['model']}-{self.config['dataset']}-{stamp}-{os.getpid()}-trajectory"
-        base = os.path.join(self.config["results_dir"], name)
+        name = f"MoRec-{self.config['model']}-{self.config['dataset']}-{stamp}-trajectory.json"
+        path = unique_path(os.path.join(self.config["results_dir"], name), ext="-trajectory.json")  # + -<pid>
+        base = path[: -len(".json")]
         payload = {"objectives": self.options.objectives, "controller": self.coordinator.name,
                    "epochs": self.morec_history}
         atomic_write_text(base + ".json", json.dumps(payload, indent=1) + "\n")
