@@ -5,7 +5,8 @@ without any allow-listing:
 
 * ``state_dict`` — the model's tensors;
 * ``other_parameter`` — non-parameter model state (EASE's matrices, GF-CF's filters, ...), encoded so
-  that NumPy arrays and SciPy sparse matrices become tagged dictionaries of tensors;
+  that NumPy arrays and SciPy sparse matrices become tagged dictionaries of tensors; without the
+  prediction caches of :data:`MODEL_CACHE_ATTRIBUTES` (derived from the weights; cleared on loading);
 * ``config`` — the final configuration as plain Python values (enums and devices as strings);
 * ``external_config`` — the user-given configuration (files, dict, command line), from which
   :func:`recbole_ext.quick_start.load_data_and_model` rebuilds the exact same ``Config``;
@@ -143,6 +144,43 @@ def _builtin(value):
 
 
 # --------------------------------------------------------------------------------------------
+# what models derive from their weights between predictions
+# --------------------------------------------------------------------------------------------
+#: The attributes in which RecBole 1.2.1's models keep what they compute from their weights for
+#: ``full_sort_predict`` (filled there, cleared only in ``calculate_loss``): ``restore_user_e`` /
+#: ``restore_item_e`` (LightGCN, NGCF, SGL, NCL, DGCF, SpectralCF, MCCLK), ``restore_entity_e`` (KGAT, KGIN,
+#: MCCLK), ``i_embedding`` (DMF's item tower). A value computed before the weights changed (an optimiser step
+#: outside ``calculate_loss``, loading a checkpoint) is stale: the next prediction would score the old model.
+MODEL_CACHE_ATTRIBUTES = ("restore_user_e", "restore_item_e", "restore_entity_e", "i_embedding")
+
+
+def clear_model_caches(model):
+    """Set every attribute of :data:`MODEL_CACHE_ATTRIBUTES` that ``model`` holds to ``None`` (the model
+    recomputes it from its current weights on the next prediction); returns the names cleared. Weights or
+    buffers that happen to carry such a name are left alone."""
+    cleared = []
+    for name in MODEL_CACHE_ATTRIBUTES:
+        if getattr(model, name, None) is None:
+            continue
+        if isinstance(getattr(model, name), torch.nn.Module) or name in getattr(model, "_parameters", {}) or (
+            name in getattr(model, "_buffers", {})
+        ):
+            continue
+        setattr(model, name, None)
+        cleared.append(name)
+    return cleared
+
+
+def _model_state(model):
+    """``model.other_parameter()`` without the caches of :data:`MODEL_CACHE_ATTRIBUTES` (not state: derived
+    from the weights, recomputed after loading)."""
+    other = model.other_parameter()
+    if not other:
+        return other
+    return {k: v for k, v in other.items() if k not in MODEL_CACHE_ATTRIBUTES}
+
+
+# --------------------------------------------------------------------------------------------
 # writing and reading
 # --------------------------------------------------------------------------------------------
 def build_state(trainer, epoch):
@@ -174,7 +212,7 @@ def build_state(trainer, epoch):
         "best_valid_score": float(best) if best is not None else None,
         "best_valid_result": _plain(_best_valid_result(trainer)),
         "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-        "other_parameter": encode(trainer.model.other_parameter()),
+        "other_parameter": encode(_model_state(trainer.model)),
         "optimizer": trainer.optimizer.state_dict() if getattr(trainer, "optimizer", None) else None,
         "rng": rng_state(trainer.rng_generators() if hasattr(trainer, "rng_generators") else None),
     }
@@ -313,7 +351,8 @@ def load_checkpoint(path, map_location="cpu"):
 
 
 def restore_model(model, checkpoint):
-    """Load weights and non-parameter state of ``checkpoint`` into ``model``."""
+    """Load weights and non-parameter state of ``checkpoint`` into ``model``; clear its prediction caches
+    (:func:`clear_model_caches`)."""
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
@@ -325,6 +364,8 @@ def restore_model(model, checkpoint):
     other = checkpoint.get("other_parameter")
     if other:
         model.load_other_parameter(decode(other))
+    # a cache computed before loading (or stored in a checkpoint written before caches were left out) is stale
+    clear_model_caches(model)
 
 
 def load_pretrained(model, path, config=None):

@@ -71,6 +71,7 @@ class PeterRecTrainer(Trainer):
         if load_best_model:
             self._load_best_model(model_file)  # only a checkpoint this run wrote or was given
         self.model.eval()
+        self.invalidate_model_caches()
         dataset = eval_data._dataset
         inter = dataset.inter_feat
         n = len(inter) if self.max_examples is None else min(len(inter), int(self.max_examples))

@@ -10,7 +10,8 @@
   given; resuming refuses another dataset or split and restores the random-number states, so that a
   resumed run equals an uninterrupted one;
 * evaluation: the extended collector (side information for metrics), the re-ranking hook of
-  full-sort evaluation and the top-k-only path for models with ``full_sort_topk``;
+  full-sort evaluation and the top-k-only path for models with ``full_sort_topk``; every evaluation
+  starts from the current weights (:meth:`ExtTrainerMixin.invalidate_model_caches`);
 * multi-process runs (torch.distributed, ``docs/distributed.md``): DDP that also trains on CPU (Gloo),
   every process uses rank 0's checkpoint name and waits for it before loading, and evaluation gathers
   all processes' rows so that every metric is computed once over all users (RecBole averages
@@ -160,6 +161,13 @@ class ExtTrainerMixin:
         self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
 
     # --- evaluation ----------------------------------------------------------------------------
+    def invalidate_model_caches(self):
+        """Forget what the model keeps between predictions (RecBole's graph models cache their full-sort
+        embeddings and clear them only in ``calculate_loss``; see ``checkpoint.MODEL_CACHE_ATTRIBUTES``).
+        Called before every evaluation; a trainer that changes the weights without ``calculate_loss`` calls
+        it after every optimiser step. Returns the attribute names cleared."""
+        return ckpt.clear_model_caches(self.model)
+
     def collect_train_data(self, train_data):
         """Give the collector the training statistics (item counts, side information). ``fit`` does
         this itself; call it before :meth:`evaluate` when evaluating a model that was not fitted."""
@@ -170,6 +178,7 @@ class ExtTrainerMixin:
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         if load_best_model:
             self._load_best_model(model_file)
+        self.invalidate_model_caches()  # scores of the weights as they are now, not of a cached earlier state
         if self.reranker is not None:
             self.reranker.prepare(self, eval_data)
         if self.distributed:

@@ -121,6 +121,7 @@ class CaliTuneTrainer(Trainer):
             if batch.numel() == 0:  # a last batch smaller than the number of processes: take part with nothing
                 distributed.all_reduce_gradients(params, 0.0, self.device)
                 self.optimizer.step()
+                self.invalidate_model_caches()
                 continue
             cand = cand_all[batch].to(self.device)
             labels = label_all[batch].to(self.device)
@@ -133,6 +134,7 @@ class CaliTuneTrainer(Trainer):
             if world > 1:
                 distributed.all_reduce_gradients(params, 1.0, self.device)
             self.optimizer.step()
+            self.invalidate_model_caches()  # the weights changed outside calculate_loss
             total += float(loss.detach())
         self.backbone.clear_cache()
         self.scheduler.step()
@@ -263,6 +265,7 @@ class CaliTuneTrainer(Trainer):
         snap, state = kept[self.select]
         self.model.load_state_dict(state)
         self.backbone.clear_cache()
+        self.invalidate_model_caches()
         self.selected = snap
         if snap["path"]:
             self.saved_model_file = snap["path"]

@@ -109,6 +109,7 @@ class MoRecTrainer(Trainer):
     def _fairness_losses(self):
         """Per fair group: summed per-row loss over its validation rows / |V| (M1) or / |V_g|."""
         self.model.train()  # UniRec runs this pass in train mode (M14)
+        self.invalidate_model_caches()  # a cache of the eval-mode pass before is not this mode's scores
         chunk = max(int(self.config["eval_batch_size"]) // max(self.options.n_neg, 1), 1)
 
         def valid_losses(index):
@@ -123,6 +124,7 @@ class MoRecTrainer(Trainer):
         q = hit = None
         if "alignment" in objectives or ("fairness" in objectives and hit_metric):
             self.model.eval()
+            self.invalidate_model_caches()
             k = min(self.options.align_topk, self.n_items - 1)
             q, hit = signals.topk_pass(self, valid_data, k, self.align_groups, with_hits=hit_metric)
         if "fairness" in objectives:
@@ -153,6 +155,8 @@ class MoRecTrainer(Trainer):
         objectives = self.options.objectives
         n_parts, batch_size = len(objectives) + 1, self.sampler.batch_size
         self.model.train()
+        # the signal passes' cache holds no gradients (and, for models with dropout, other-mode scores)
+        self.invalidate_model_caches()
         total_loss, betas = 0.0, []
         part_sums = torch.zeros(n_parts, dtype=torch.float64)
         for step in range(batches.shape[0]):
@@ -178,6 +182,8 @@ class MoRecTrainer(Trainer):
             if self.clip_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), **self.clip_grad_norm)
             self.optimizer.step()
+            # the weights changed outside calculate_loss: a cached full-sort embedding is stale (issue 14)
+            self.invalidate_model_caches()
             total_loss += loss.item()
             betas.append(self.coordinator.beta)
             part_sums += parts.detach().double().cpu()
