@@ -368,8 +368,9 @@ def restore_model(model, checkpoint):
     clear_model_caches(model)
 
 
-def load_pretrained(model, path, config=None):
-    """Initialise ``model`` from the recbole_ext checkpoint at ``path`` (a trained backbone).
+def load_pretrained(model, path, config=None, checkpoint=None):
+    """Initialise ``model`` from the recbole_ext checkpoint at ``path`` (a trained backbone; ``checkpoint``:
+    its contents when the caller has read them already).
 
     Checks that the checkpoint's dataset and train/valid/test split are the current run's
     (:func:`check_same_data`, when ``config`` is given) and that its item / user tables have the
@@ -381,7 +382,8 @@ def load_pretrained(model, path, config=None):
             "no pretrained checkpoint given: set pretrained_model_file to a checkpoint written by "
             "run_recbole.py (saved/<Model>-<time>-<pid>.pth)"
         )
-    checkpoint = load_checkpoint(path, map_location=next(model.parameters()).device)
+    if checkpoint is None:
+        checkpoint = load_checkpoint(path, map_location=next(model.parameters()).device)
     if config is not None:
         check_same_data(checkpoint, config, path, "start from")
     saved = checkpoint["state_dict"]

@@ -125,8 +125,7 @@ class ExtTrainerMixin:
         if checkpoint.get("optimizer") is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         if checkpoint.get("rng") is not None:
-            ckpt.restore_rng(checkpoint["rng"])
-            self._resume_rng = checkpoint["rng"]  # again in fit, with the training loader's generator
+            self._resume_rng = checkpoint["rng"]  # restored by fit, with the training loader's generator
         else:
             message = (f"{resume_file} holds no random-number states (written before recbole_ext checkpoint "
                        "format 2): the resumed run will not repeat the uninterrupted one exactly")

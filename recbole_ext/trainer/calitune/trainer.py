@@ -82,7 +82,7 @@ class CaliTuneTrainer(Trainer):
                     f"{current.get(key)!r} here. CaliTune must see the backbone's exact train/valid/test split — "
                     "use the backbone's data settings (the fine-tuning seed is calitune_seed)"
                 )
-        ckpt.load_pretrained(model, path, config)
+        ckpt.load_pretrained(model, path, config, checkpoint=saved)
         self.backbone.clear_cache()
 
     def _build_optimizer(self, **kwargs):
