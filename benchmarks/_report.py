@@ -1,5 +1,6 @@
 """Write one benchmark's section of BENCHMARKS.md (between its own markers), with machine facts."""
 
+import fcntl
 import os
 import platform
 import re
@@ -46,10 +47,13 @@ def write_section(name, body, command=None):
         f"<!-- BEGIN {name} -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine_line()}\n\n"
         f"{body.strip()}\n<!-- END {name} -->\n"
     )
-    text = open(BENCHMARKS_MD, encoding="utf-8").read() if os.path.exists(BENCHMARKS_MD) else HEADER
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->\n", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    tmp = BENCHMARKS_MD + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, BENCHMARKS_MD)
+    # Benchmarks may finish at the same time: read-modify-write under one lock so no section is lost.
+    with open(BENCHMARKS_MD + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = open(BENCHMARKS_MD, encoding="utf-8").read() if os.path.exists(BENCHMARKS_MD) else HEADER
+        pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->\n", re.S)
+        text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+        tmp = f"{BENCHMARKS_MD}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, BENCHMARKS_MD)
