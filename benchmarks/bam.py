@@ -10,10 +10,13 @@ shortened to ``--epochs`` epochs with ``MAX_ITEM_LIST_LENGTH`` ``--seq-len`` and
 
 Speed: a synthetic catalogue of 24,000 items in BaM's file format (``user item`` lines), converted
 with ``recbole_ext.data.bam_converter``; REMI + BaM_p + multi-loss, batch 128, 1280 negatives, seq_len
-50, through RecBole's train loader. Compared with the issue's figures for the original (1.9 it/s
-training, 330 users/s evaluation, 2-core CPU) *and* with an emulation of the original's step measured
-on this machine (per-row ``torch.multinomial`` without replacement + the full B x K x N score tensor
-for L_m; evaluation one user at a time).
+50, through RecBole's train loader. Compared with the measured baseline of the original code
+(:data:`ORIGINAL`: 2.05 it/s training, 655 users/s evaluation, 1 torch thread, idle 2-core machine of
+this kind), with an emulation of the original's step measured on this machine (per-row
+``torch.multinomial`` without replacement + the full B x K x N score tensor for L_m; evaluation one user
+at a time), and with the machine's own limit: a plain ``torch.mm`` of the evaluation shapes
+(``[block * K, d] x [d, items]``, fp32 and bf16, same thread count), so that evaluation is stated as a
+fraction of that GEMM bound.
 Results are cached as JSON under ``saved/bench_bam``.
 """
 
@@ -27,7 +30,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 WORK = os.path.join(ROOT, "saved", "bench_bam")
 PROPS = os.path.join(ROOT, "properties", "bam_ml-100k.yaml")
-ORIGINAL = {"train_it_s": 1.9, "eval_users_s": 330.0}
+# The original code (snudatalab/BaM src/main.py), measured by the issue's author (issue 14) on an idle 2-core machine
+# of this kind, 1 torch thread, Amazon Video Games (31,013 users, 23,715 items): training iterations per second, and
+# users per second of its own `--test` evaluation (one user at a time).
+ORIGINAL = {"train_it_s": 2.05, "eval_users_s": 655.0,
+            "source": "original snudatalab/BaM code, idle 2-core machine of this kind, 1 torch thread, Amazon Video "
+                      "Games (31,013 users, 23,715 items), its own --test (issue 14)"}
+VS = "vs original (2.05 it/s, 655 users/s)"
 
 
 def cache_path(name):
@@ -140,6 +149,40 @@ def original_style_loss(model, inter, torch):
     return loss.mean()
 
 
+def gemm_bound(torch, n_items, d, k, block, dtype, threads, repeats=15):
+    """The scoring GEMM alone, ``[block * k, d] x [d, n_items]`` in ``dtype`` at ``threads`` threads: users/s
+    and GFLOP/s of (a) one product into a reused output and (b) the same product in ~4 MB output chunks (as
+    ``topk_scoring.max_scores`` does); medians of ``repeats``."""
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(block * k, d, generator=gen).to(dtype)
+    b = torch.randn(d, n_items, generator=gen).to(dtype)
+    full = torch.empty(block * k, n_items, dtype=dtype)
+    step = max(256, (4 << 20) // (block * k * full.element_size()))
+    chunk = torch.empty(block * k, step, dtype=dtype)
+
+    def one():
+        torch.mm(a, b, out=full)
+
+    def chunked():
+        for start in range(0, n_items, step):  # a few chunks, as the model's scorer
+            stop = min(n_items, start + step)
+            torch.mm(a, b[:, start:stop], out=chunk[:, : stop - start])
+
+    out = {}
+    for name, fn in (("one", one), ("chunked", chunked)):
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        t = sorted(times)[len(times) // 2]
+        out[name] = {"users_s": block / t, "gflops": 2.0 * block * k * d * n_items / t / 1e9}
+    out["best_users_s"] = max(out["one"]["users_s"], out["chunked"]["users_s"])
+    return out
+
+
 def part_speed(args):
     import torch
 
@@ -213,7 +256,9 @@ def part_speed(args):
     for kind in ("batch", "row", "original"):  # warm-up
         step(kind)
     variants = ("matrix", "topk_fp32", "topk_bf16")
-    times = {"batch": [], "row": [], "original": [], "eval1": [], "eval1_1t": [], **{v: [] for v in variants}}
+    one_thread = ("topk_fp32", "topk_bf16")  # also at 1 thread: the original's baseline used 1 thread
+    times = {"batch": [], "row": [], "original": [], "eval1": [], "eval1_1t": [], **{v: [] for v in variants},
+             **{v + "_1t": [] for v in one_thread}}
     # interleaved rounds so that load from other jobs hits every variant alike; medians reported
     for _ in range(args.rounds):
         for _ in range(5):
@@ -228,6 +273,8 @@ def part_speed(args):
     for _ in range(args.eval_rounds):
         torch.set_num_threads(1)  # per-user ops are tiny: a second thread only adds synchronisation
         times["eval1_1t"].append(eval_one_at_a_time())
+        for variant in one_thread:
+            times[variant + "_1t"].append(eval_ours(variant)[0])
         torch.set_num_threads(args.eval_threads)
         times["eval1"].append(eval_one_at_a_time())
         for variant in variants:
@@ -242,6 +289,14 @@ def part_speed(args):
     results["original_style_it_s"] = 1.0 / med(times["original"])
     for variant in variants:
         results[f"{variant}_eval_users_s"] = 1.0 / med(times[variant])
+    for variant in one_thread:
+        results[f"{variant}_1thread_eval_users_s"] = 1.0 / med(times[variant + "_1t"])
+    shape = {"n_items": model.n_items, "d": model.embedding_size, "k": model.interest_num,
+             "block": config["eval_block_size"]}
+    results["gemm_shape"] = shape
+    results["gemm"] = {f"{dtype}_{threads}t": gemm_bound(torch, dtype=getattr(torch, dtype), threads=threads, **shape)
+                       for dtype in ("float32", "bfloat16") for threads in sorted({1, args.eval_threads})}
+    torch.set_num_threads(args.threads)
     results["one_user_at_a_time_users_s"] = 1.0 / med(times["eval1"])
     results["one_user_at_a_time_1thread_users_s"] = 1.0 / med(times["eval1_1t"])
     results["eval_batch_size"] = config["eval_batch_size"]
@@ -333,67 +388,121 @@ def write_report(args):
             f"comparison.\n\n"
             + markdown_table(rows, cols)
         )
+    elif previous_subsection("### ml-100k"):  # no cached rows here: keep the table last written (unchanged)
+        parts.append(previous_subsection("### ml-100k"))
     speed = load("speed")
     if speed:
-        o_it, o_ev = ORIGINAL["train_it_s"], ORIGINAL["eval_users_s"]
-        srows = [
-            {"measure": "train it/s, REMI + BaM_p + multi-loss, batch 128, 1280 negatives (batch-shared, default)",
-             "value": speed["ours_batch_it_s"], "vs issue (1.9 it/s, 330 users/s)": f"{speed['ours_batch_it_s'] / o_it:.1f}x",
-             "vs original-style here": f"{speed['ours_batch_it_s'] / speed['original_style_it_s']:.1f}x"},
-            {"measure": "train it/s, same, independent per-row negatives (neg_sample_mode: row)",
-             "value": speed["ours_row_it_s"], "vs issue (1.9 it/s, 330 users/s)": f"{speed['ours_row_it_s'] / o_it:.1f}x",
-             "vs original-style here": f"{speed['ours_row_it_s'] / speed['original_style_it_s']:.1f}x"},
-            {"measure": "train it/s, original-style step emulated here (per-row multinomial, full B x K x N L_m)",
-             "value": speed["original_style_it_s"], "vs issue (1.9 it/s, 330 users/s)": f"{speed['original_style_it_s'] / o_it:.1f}x",
-             "vs original-style here": "1.0x"},
-        ]
-        one = max(speed["one_user_at_a_time_users_s"], speed.get("one_user_at_a_time_1thread_users_s", 0.0))
-        ev = lambda label, key: {  # noqa: E731
-            "measure": label, "value": speed[key],
-            "vs issue (1.9 it/s, 330 users/s)": f"{speed[key] / o_ev:.1f}x (vs 330)",
-            "vs original-style here": f"{speed[key] / one:.1f}x"}
-        if "topk_bf16_eval_users_s" in speed:
-            srows += [
-                ev("eval users/s, one user at a time emulated here (model + top-20), eval threads",
-                   "one_user_at_a_time_users_s"),
-                ev("eval users/s, one user at a time emulated here (model + top-20), 1 thread",
-                   "one_user_at_a_time_1thread_users_s"),
-                ev("eval users/s, RecBole evaluate, score-matrix path (exact fp32 full_sort_predict), metrics incl.",
-                   "matrix_eval_users_s"),
-                ev("eval users/s, RecBole evaluate, top-k path (full_sort_topk), eval_scoring: fp32 (exact), metrics incl.",
-                   "topk_fp32_eval_users_s"),
-                ev("eval users/s, RecBole evaluate, top-k path, eval_scoring: bf16_rescore (certified top-k; what the default "
-                   "auto picks on this AVX512-BF16 CPU), metrics incl.",
-                   "topk_bf16_eval_users_s"),
-            ]
-        parts.append(
-            f"### Speed on a ~24k-item catalogue\n\nSynthetic data in BaM's format (converted with "
-            f"`bam_converter`): {speed['users']} users, {speed['items']} items, {speed['interactions']} "
-            f"interactions; seq_len 50, train sampler as the original (uniform users, then positions), torch threads "
-            f"{speed['threads']}. Medians over {speed['rounds']} interleaved rounds (5 steps of ours, 1 per-row step, "
-            f"1 original-style step per round; 3 evaluation rounds); load average {speed.get('load_before', 'n/a')} "
-            f"when the part started (nothing else was meant to run). The original-style evaluation emulation does only the model and a top-20 per "
-            f"user, so it is an optimistic stand-in for the original's per-user loop. "
-            f"Evaluation rows: torch threads {speed.get('eval_threads', speed['threads'])}, eval_batch_size "
-            f"{speed.get('eval_batch_size', 1024)} (top-k path: blocks of {speed.get('eval_block_size', 256)} users), "
-            f"medians over {speed.get('eval_rounds', 3)} interleaved rounds, same model and run for every row; the "
-            f"last column of the evaluation rows divides by the faster of the two one-user-at-a-time rows.\n\n"
-            + markdown_table(srows, ["measure", "value", "vs issue (1.9 it/s, 330 users/s)", "vs original-style here"])
-        )
-        if "top20_differs_share" in speed:
-            eq = speed.get("ml100k_equality") or {}
-            m = speed["metrics"]
-            parts.append(
-                f"Equal quality (same model, every path): 24k synthetic: metrics identical across the three paths "
-                f"{m['matrix'] == m['topk_fp32'] == m['topk_bf16']}; share of users whose ordered top-20 differs "
-                f"from the score-matrix path: {speed['top20_differs_share']}; bf16 rows that fell back to fp32 "
-                f"{speed['rescore_fallback_share']:.4f}. ml-100k (REMI + BaM_p, 100 training batches): metrics "
-                f"identical {eq.get('metrics_identical')} (score-matrix path {eq.get('matrix')}), top-20 differs "
-                f"{eq.get('top20_differs_share')}, bf16 fallback rows {eq.get('fallback_share')}."
-            )
+        parts += speed_report(speed)
     if parts:
-        command = "nice .venv/bin/python benchmarks/bam.py --part ml100k --epochs 2 && .venv/bin/python benchmarks/bam.py --part speed --rounds 6"
+        command = ("nice .venv/bin/python benchmarks/bam.py --part ml100k --epochs 2 && "
+                   "nice .venv/bin/python benchmarks/bam.py --part speed --rounds 3")
         write_section("BaM", "\n\n".join(parts), command=command)
+
+
+def previous_subsection(title):
+    """The subsection ``title`` of BENCHMARKS.md's BaM section as last written by this script, or None."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    if not os.path.exists(path):
+        return None
+    text = open(path, encoding="utf-8").read()
+    start, end = text.find("<!-- BEGIN BaM -->"), text.find("<!-- END BaM -->")
+    section = text[start:end] if 0 <= start < end else ""
+    at = section.find(title)
+    if at < 0:
+        return None
+    rest = section[at:]
+    stop = rest.find("\n### ", 1)
+    return (rest if stop < 0 else rest[:stop]).strip()
+
+
+def speed_report(speed):
+    from benchmarks._report import markdown_table
+
+    o_it, o_ev = ORIGINAL["train_it_s"], ORIGINAL["eval_users_s"]
+    gemm = speed.get("gemm", {})
+    threads_of = {"matrix_eval_users_s": speed.get("eval_threads", 2), "topk_fp32_eval_users_s": speed.get("eval_threads", 2),
+                  "topk_bf16_eval_users_s": speed.get("eval_threads", 2), "topk_fp32_1thread_eval_users_s": 1,
+                  "topk_bf16_1thread_eval_users_s": 1, "one_user_at_a_time_users_s": speed.get("eval_threads", 2),
+                  "one_user_at_a_time_1thread_users_s": 1}
+    dtype_of = lambda key: "bfloat16" if "bf16" in key else "float32"  # noqa: E731
+
+    def train(label, key):
+        return {"measure": label, "value": f"{speed[key]:.2f}", VS: f"{speed[key] / o_it:.1f}x",
+                "vs original-style here": f"{speed[key] / speed['original_style_it_s']:.1f}x", "of GEMM bound": ""}
+
+    one = max(speed["one_user_at_a_time_users_s"], speed["one_user_at_a_time_1thread_users_s"])
+
+    def ev(label, key):
+        bound = gemm.get(f"{dtype_of(key)}_{threads_of[key]}t", {}).get("best_users_s")
+        return {"measure": label, "value": f"{speed[key]:.0f}", VS: f"{speed[key] / o_ev:.1f}x",
+                "vs original-style here": f"{speed[key] / one:.1f}x",
+                "of GEMM bound": f"{speed[key] / bound:.0%} ({dtype_of(key)}, {threads_of[key]}t)" if bound else ""}
+
+    rows = [
+        train("train it/s, REMI + BaM_p + multi-loss, batch 128, 1280 negatives (batch-shared, default), 1 thread",
+              "ours_batch_it_s"),
+        train("train it/s, same, independent per-row negatives (neg_sample_mode: row), 1 thread", "ours_row_it_s"),
+        train("train it/s, original-style step emulated here (per-row multinomial, full B x K x N L_m), 1 thread",
+              "original_style_it_s"),
+        ev("eval users/s, one user at a time emulated here (model + top-20), 1 thread", "one_user_at_a_time_1thread_users_s"),
+        ev("eval users/s, one user at a time emulated here, eval threads", "one_user_at_a_time_users_s"),
+        ev("eval users/s, RecBole evaluate, top-k path, eval_scoring: fp32 (exact), metrics incl., 1 thread",
+           "topk_fp32_1thread_eval_users_s"),
+        ev("eval users/s, same, eval_scoring: bf16_rescore (certified top-k; the default auto's choice on this "
+           "AVX512-BF16 CPU), 1 thread", "topk_bf16_1thread_eval_users_s"),
+        ev("eval users/s, RecBole evaluate, score-matrix path (exact fp32 full_sort_predict), eval threads",
+           "matrix_eval_users_s"),
+        ev("eval users/s, top-k path, fp32, eval threads", "topk_fp32_eval_users_s"),
+        ev("eval users/s, top-k path, bf16_rescore (default here), eval threads", "topk_bf16_eval_users_s"),
+    ]
+    shape = speed.get("gemm_shape", {})
+    gemm_rows = [
+        {"GEMM": f"{name.rsplit('_', 1)[0]}, {name.rsplit('_', 1)[1][:-1]} thread(s)",
+         "one product: users/s": f"{g['one']['users_s']:.0f}", "GFLOP/s": f"{g['one']['gflops']:.1f}",
+         "4 MB chunks: users/s": f"{g['chunked']['users_s']:.0f}", "GFLOP/s ": f"{g['chunked']['gflops']:.1f}"}
+        for name, g in sorted(gemm.items())
+    ]
+    text = (
+        f"### Speed on a ~24k-item catalogue\n\nSynthetic data in BaM's format (converted with "
+        f"`bam_converter`): {speed['users']} users, {speed['items']} items, {speed['interactions']} "
+        f"interactions; seq_len 50, train sampler as the original (uniform users, then positions). "
+        f"**Baseline: the original code as measured in issue 14** — {ORIGINAL['source']}: "
+        f"{o_it} training it/s and {o_ev:.0f} evaluation users/s (an earlier 1.9 it/s / 330 users/s baseline is "
+        f"replaced). Its catalogue (23,715 items) is the size of this one; its users differ (31,013 vs "
+        f"{speed['users']}), which does not enter per-user or per-iteration rates. Training: torch threads "
+        f"{speed['threads']}, medians over {speed['rounds']} interleaved rounds (5 steps of ours, 1 per-row step, 1 "
+        f"original-style step per round). Evaluation: RecBole's `evaluate` over all {speed['users']} test users, "
+        f"eval_batch_size {speed.get('eval_batch_size', 1024)} (top-k path: blocks of "
+        f"{speed.get('eval_block_size', 256)} users), medians over {speed.get('eval_rounds', 3)} interleaved "
+        f"rounds; the rows at 1 thread are the like-for-like comparison with the 1-thread baseline, eval threads = "
+        f"{speed.get('eval_threads', 2)}. Load average {speed.get('load_before', 'n/a')} when the part started; "
+        f"other jobs shared the 2 cores, so timings are indicative. 'vs original-style here' divides by the "
+        f"emulated original step / the faster one-user-at-a-time row measured in the same run.\n\n"
+        + markdown_table(rows, ["measure", "value", VS, "vs original-style here", "of GEMM bound"])
+    )
+    if gemm_rows:
+        text += (
+            f"\n\n**Roofline: the scoring GEMM alone** — `torch.mm` of `[{shape.get('block')} x {shape.get('k')}, "
+            f"{shape.get('d')}] x [{shape.get('d')}, {shape.get('n_items')}]` (one evaluation block: users x interests "
+            f"by the catalogue), same dtype and thread count, into a reused output; as one product and in ~4 MB "
+            f"output chunks (as the scorer does); medians of 15. users/s = block / time. 'of GEMM bound' above = "
+            f"evaluation users/s / the faster of the two, for the row's dtype and threads: the fraction of the "
+            f"machine's GEMM limit that the whole evaluation (REMI forward, masks, top-k, metrics) reaches.\n\n"
+            + markdown_table(gemm_rows, ["GEMM", "one product: users/s", "GFLOP/s", "4 MB chunks: users/s", "GFLOP/s "])
+        )
+    parts = [text]
+    if "top20_differs_share" in speed:
+        eq = speed.get("ml100k_equality") or {}
+        m = speed["metrics"]
+        parts.append(
+            f"Equal quality (same model, every path): 24k synthetic: metrics identical across the three paths "
+            f"{m['matrix'] == m['topk_fp32'] == m['topk_bf16']}; share of users whose ordered top-20 differs "
+            f"from the score-matrix path: {speed['top20_differs_share']}; bf16 rows that fell back to fp32 "
+            f"{speed['rescore_fallback_share']:.4f}. ml-100k (REMI + BaM_p, 100 training batches): metrics "
+            f"identical {eq.get('metrics_identical')} (score-matrix path {eq.get('matrix')}), top-20 differs "
+            f"{eq.get('top20_differs_share')}, bf16 fallback rows {eq.get('fallback_share')}."
+        )
+    return parts
 
 
 def main():

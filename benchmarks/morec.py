@@ -5,9 +5,13 @@ align group = 10 popularity bins).
 2. from that checkpoint: MoRec PID, MoRec Static, and a control that continues with the plain
    trainer for the same number of epochs;
 3. test metrics @10 of every model and training seconds per epoch; writes the "MoRec" section of
-   BENCHMARKS.md.
+   BENCHMARKS.md;
+4. issue 14, the effect of each faithful default against its option: pop-kl of the pretrained model
+   under each aggregation and full-sort batch size, p* on train + valid vs train only, and MoRec with
+   RecBole's early stopping switched on (``--es-stopping-step``).
 
     python benchmarks/morec.py [--pretrain-epochs 40] [--epochs 10] [--batch-size 2048] [--threads 1]
+                               [--es-stopping-step 0]
 """
 
 import argparse
@@ -59,14 +63,45 @@ def run(extra, pretrained=None):
     return {k: float(v) for k, v in result.items()}, sum(seconds) / len(seconds), len(seconds), trainer
 
 
+def evaluate_pretrained(path, extra):
+    """Test metrics of the checkpoint ``path`` under evaluation settings ``extra`` (no training)."""
+    config = Config("BPR", "ml-100k-morec", [YAML], {"show_progress": False, "state": "WARNING", **extra})
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, _, test = data_preparation(config, dataset)
+    _, trainer = build_model_and_trainer(config, train)
+    trainer.collect_train_data(train)
+    result = trainer.evaluate(test, model_file=path, show_progress=False)
+    return {k: float(v) for k, v in result.items()}, test.step, dataset.item_num
+
+
+def popkl_rows(path):
+    """Pretrained model's test pop-kl@10 by aggregation and users per full-sort batch (RecBole's batching,
+    eval_block_mb 0, so eval_batch_size sets the batch), and by the counts behind p*."""
+    rows = []
+    _, _, n_items = evaluate_pretrained(path, {})
+    for aggregate, users in [("block", 4), ("block", 64), ("batch", 4), ("batch", 64), ("batch", 100), ("global", 4)]:
+        for counts in ("train_valid", "train"):
+            result, step, _ = evaluate_pretrained(path, {"eval_block_mb": 0, "eval_batch_size": users * n_items,
+                                                         "metric_decimal_place": 6,
+                                                         "morec_popkl_aggregate": aggregate,
+                                                         "morec_align_counts": counts})
+            rows.append({"morec_popkl_aggregate": aggregate, "users per eval batch": step,
+                         "morec_align_counts": counts, "popkl@10": f"{result['popkl@10']:.6f}"})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pretrain-epochs", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--es-stopping-step", type=int, default=0,
+                        help="stopping_step of the 'morec_early_stop: true' run (the default runs every epoch)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    sys.argv[0] = os.path.abspath(sys.argv[0])  # the report names the script relative to the repository
     work = tempfile.mkdtemp(prefix="morec-bench-")
     os.chdir(work)
     prepare_ml100k("dataset")
@@ -81,6 +116,12 @@ def main():
         ("MoRec Static [.1,.1,.1,.7]", {"trainer": "MoRec", "pretrained_model_file": path, "epochs": args.epochs,
                                         "morec_objective_controller": "Static",
                                         "morec_objective_weights": "[0.1,0.1,0.1,0.7]"}),
+        # issue 14 options (the rows above use the faithful defaults)
+        ("MoRec PID, morec_align_counts: train", {"trainer": "MoRec", "pretrained_model_file": path,
+                                                  "epochs": args.epochs, "morec_align_counts": "train"}),
+        (f"MoRec PID, morec_early_stop: true, stopping_step {args.es_stopping_step}",
+         {"trainer": "MoRec", "pretrained_model_file": path, "epochs": args.epochs, "morec_early_stop": True,
+          "stopping_step": args.es_stopping_step}),
     ]
     trajectories = []
     for name, extra in runs:
@@ -91,9 +132,12 @@ def main():
     for row in rows:
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
 
+    popkl_table = popkl_rows(path)
+    for row in popkl_table:
+        print(row)
     pre = rows[0]
     lines = []
-    for row in rows[2:]:
+    for row in rows[2:4]:
         checks = {
             "pop-kl at least halved": row["popkl@10"] <= 0.5 * pre["popkl@10"],
             "min-hit up": row["minhit@10"] > pre["minhit@10"],
@@ -102,7 +146,7 @@ def main():
         }
         lines.append(f"- {row['model']}: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
     beta_lines = []
-    for name, history in trajectories:
+    for name, history in trajectories[:2]:
         betas = [f"{e['beta_mean']:.3f}" for e in history if e.get("beta_mean") is not None]
         popkl = [f"{e['valid']['popkl@10']:.3f}" for e in history if "valid" in e]
         beta_lines.append(f"- {name}: beta per epoch {', '.join(betas)}; valid pop-kl@10 per epoch (first = "
@@ -117,10 +161,20 @@ def main():
         "top-K 10). Test split, full ranking, metrics @10 (recbole_ext names: popkl = pop-kl, minhit = "
         "min-hit, ...). s/epoch = training seconds per epoch (MoRec: includes its validation-signal pass; "
         "each MoRec step processes 4 x batch rows); "
-        f"{args.threads} torch thread(s) on a shared machine, so timings are indicative.\n\n"
+        f"{args.threads} torch thread(s) on a shared machine, so timings are indicative. Defaults as UniRec "
+        "(issue 14): MoRec runs every epoch and tests the model after the last one (`morec_early_stop: false`, "
+        "`morec_select: last`), p* = alignment-group share over train + valid histories (`morec_align_counts: "
+        "train_valid`), pop-kl = mean over blocks of 100 users in user order (`morec_popkl_aggregate: block`). "
+        "The last two MoRec rows switch one option each.\n\n"
         + markdown_table(rows, ["model"] + METRICS + ["s/epoch"])
         + "\n\nGoals (vs. the pretrained model):\n" + "\n".join(lines)
         + "\n\nTrajectories:\n" + "\n".join(beta_lines)
+        + "\n\npop-kl@10 of the pretrained model (test) by aggregation, users per full-sort batch (RecBole's "
+        "batching: `eval_block_mb: 0`, `eval_batch_size` = users x item_num) and the counts behind p* "
+        "(`morec_align_counts`): `block` (default) does not move with the batch size; `batch` (the default "
+        "before issue 14) does, and equals `block` at 100 users per batch (UniRec's test_batch_size).\n\n"
+        + markdown_table(popkl_table,
+                         ["morec_popkl_aggregate", "users per eval batch", "morec_align_counts", "popkl@10"])
     )
     write_section("MoRec", body)
     print(body)

@@ -23,6 +23,7 @@ import torch
 from recbole_ext.data.dataset import require_side_info
 from recbole_ext.errors import ConfigError, DatasetError
 from recbole_ext.io import atomic_write, atomic_write_text
+from recbole_ext.options import check_choices
 
 FIELD_KEYS = {"weight": "morec_weight_field", "fair": "morec_fair_field", "align": "morec_align_field"}
 
@@ -84,25 +85,63 @@ def item_groups(dataset, config, kind):
     return groups
 
 
-def train_item_counts(dataset):
-    """Interactions per internal item id in ``dataset`` (the training split)."""
-    items = dataset.inter_feat[dataset.iid_field]
-    return torch.bincount(items.long(), minlength=dataset.item_num).double()
+def _user_item_keys(inter, uid, iid, list_field, n_items):
+    """``user * n_items + item`` of every (user, item) of ``inter``: the row targets and, for sequential
+    datasets, the items of the rows' item lists."""
+    keys = [inter[uid].long() * n_items + inter[iid].long()]
+    if list_field and list_field in inter.interaction:
+        seq = inter[list_field].long()
+        users = inter[uid].long().unsqueeze(1).expand_as(seq)
+        keys.append((users * n_items + seq)[seq > 0])
+    return torch.cat(keys)
 
 
-def expected_align_distribution(dataset, config, align_groups=None):
+def history_item_counts(dataset, valid_inter=None):
+    """pop(i): number of distinct users with item i in their history, per internal item id (PAD = 0).
+    The history is the training split (targets, and item lists of sequential datasets) plus
+    ``valid_inter`` when given (UniRec's user_history = train + valid)."""
+    uid, iid, n_items = dataset.uid_field, dataset.iid_field, dataset.item_num
+    list_field = getattr(dataset, "item_id_list_field", None)
+    keys = [_user_item_keys(dataset.inter_feat, uid, iid, list_field, n_items)]
+    if valid_inter is not None:
+        keys.append(_user_item_keys(valid_inter, uid, iid, list_field, n_items))
+    items = torch.unique(torch.cat(keys)) % n_items
+    counts = torch.bincount(items, minlength=n_items).double()
+    counts[0] = 0.0
+    return counts
+
+
+def _align_counts(dataset, config, valid_inter):
+    """Item counts behind the default p*: ``morec_align_counts`` train_valid (UniRec) or train."""
+    source = check_choices(config, {"morec_align_counts": ("train_valid", "train")}, "MoRec p*")["morec_align_counts"]
+    if source == "train":
+        return history_item_counts(dataset)
+    if valid_inter is None:
+        valid_inter = getattr(dataset, "split_valid_inter", None)
+    if valid_inter is None:
+        raise ConfigError(
+            "morec_align_counts: train_valid counts p* on train + valid, but the validation split of this training "
+            "data is unknown: build the loaders with recbole_ext.data_preparation (which links it), or set "
+            "morec_align_counts: train to count the training split only"
+        )
+    return history_item_counts(dataset, valid_inter)
+
+
+def expected_align_distribution(dataset, config, align_groups=None, valid_inter=None):
     """p* as a float64 tensor of length G+1 (index 0 = 0).
 
-    ``morec_align_dist``: ``None`` -> interaction share of each group in the training split;
-    a list of G proportions (group 1..G); or a CSV ``group_id,proportion`` path. File ids are the
-    1-based groups of the ``.item`` file (fix of M5); ``morec_align_dist_zero_based: true`` reads
-    UniRec-convention files (id g -> group g+1)."""
+    ``morec_align_dist``: ``None`` -> each group's share of pop(i) summed over its items, pop(i) = users
+    with item i in their history: train + valid (``morec_align_counts: train_valid``, UniRec's
+    user_history; ``valid_inter`` or the split linked by ``data_preparation``) or the training split
+    (``train``); a list of G proportions (group 1..G); or a CSV ``group_id,proportion`` path. File ids
+    are the 1-based groups of the ``.item`` file (fix of M5); ``morec_align_dist_zero_based: true``
+    reads UniRec-convention files (id g -> group g+1)."""
     if align_groups is None:
         align_groups = item_groups(dataset, config, "align")
     n_groups = int(align_groups.max())
     spec = config["morec_align_dist"]
     if spec is None:
-        counts = train_item_counts(dataset)
+        counts = _align_counts(dataset, config, valid_inter)
         dist = torch.zeros(n_groups + 1, dtype=torch.float64).index_add_(0, align_groups, counts)
         dist[0] = 0.0
         return dist / dist.sum()

@@ -5,25 +5,34 @@
   :mod:`recbole_ext.data.dataset`.
 * Train loader: RecBole picks ``UserDataLoader`` only for a hard-coded list of model *names*
   (``recbole.data.utils.get_dataloader``). A model class declares its own with the attribute
-  ``train_loader = "user"`` (autoencoder-style) or a DataLoader class; everything else goes through
-  RecBole's ``data_preparation`` unchanged.
+  ``train_loader = "user"`` (autoencoder-style) or a DataLoader class; everything else gets RecBole's
+  own train loader (``recbole.data.utils.get_dataloader``).
+* Split: ``bam_split: original`` swaps RecBole's leave-one-out for BaM's (:mod:`recbole_ext.data.bam_split`).
+* Validation split: the training dataset keeps a reference to it (:func:`link_valid_split`).
+* Full-sort evaluation: :class:`~recbole_ext.data.dataloader.BlockedFullSortEvalDataLoader` scores users in
+  blocks sized by ``eval_block_mb`` (0 = RecBole's batching). RecBole's pickled-loader path (``save_dataloaders``
+  or a saved file present) and knowledge-graph models still go through RecBole's ``data_preparation``.
 * Split fingerprint: ``data_preparation`` records :func:`split_fingerprint` in
   ``config["split_fingerprint"]``; checkpoints carry it and refuse to meet another split.
 """
 
 import hashlib
+import os
 from logging import getLogger
 
 import numpy as np
 
 import recbole.data.dataset as recbole_dataset
 from recbole.data import data_preparation as recbole_data_preparation
-from recbole.data.dataloader import FullSortEvalDataLoader, NegSampleEvalDataLoader, UserDataLoader
-from recbole.data.utils import create_samplers
+from recbole.data.dataloader import NegSampleEvalDataLoader, UserDataLoader
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
 from recbole_ext import registry
+from recbole_ext.data import bam_split
 from recbole_ext.data import dataset as ext_dataset
+from recbole_ext.data.dataloader import BlockedFullSortEvalDataLoader
+from recbole_ext.errors import ConfigError
 
 _TYPE_TO_CLASS = {
     ModelType.GENERAL: ext_dataset.Dataset,
@@ -63,8 +72,18 @@ def data_preparation(config, dataset):
     """Split ``dataset`` and build (train, valid, test) loaders, honouring the model's train loader;
     record the split's fingerprint in ``config["split_fingerprint"]``."""
     loaders = _build_loaders(config, dataset)
+    link_valid_split(loaders)
     config["split_fingerprint"] = split_fingerprint(dataset, loaders)
     return loaders
+
+
+def link_valid_split(loaders):
+    """Hand the training dataset the validation split's interactions (``split_valid_inter``, a reference):
+    statistics counted on train + valid (MoRec's p*, UniRec's user_history) are computed where only the
+    training data is at hand (metric inputs, ``ExtCollector.data_collect``)."""
+    train, valid = (getattr(loader, "_dataset", None) for loader in loaders[:2])
+    if train is not None and valid is not None:
+        train.split_valid_inter = valid.inter_feat
 
 
 def split_fingerprint(dataset, loaders):
@@ -92,16 +111,31 @@ def split_fingerprint(dataset, loaders):
     return result
 
 
+def _saved_loaders_in_play(config):
+    """RecBole saves or reloads pickled loaders (``save_dataloaders``, or a saved file at its path)."""
+    default_file = os.path.join(config["checkpoint_dir"], f'{config["dataset"]}-for-{config["model"]}-dataloader.pth')
+    return bool(config["save_dataloaders"]) or os.path.exists(config["dataloaders_save_path"] or default_file)
+
+
 def _build_loaders(config, dataset):
     train_loader = _train_loader_class(config)
-    if train_loader is None or config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+    recbole_split = bam_split.split_choice(config) == "recbole"  # original: BaM's split for short users
+    if not recbole_split and (config["MODEL_TYPE"] == ModelType.KNOWLEDGE or _saved_loaders_in_play(config)):
+        raise ConfigError(
+            "bam_split: original cannot be combined with a knowledge-graph model or RecBole's saved dataloaders "
+            "(save_dataloaders / dataloaders_save_path): those go through RecBole's own split; set bam_split: recbole"
+        )
+    recbole_pickles = train_loader is None and recbole_split and _saved_loaders_in_play(config)
+    if recbole_pickles or config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
         return recbole_data_preparation(config, dataset)
-    train_dataset, valid_dataset, test_dataset = built = dataset.build()
+    train_loader = train_loader or get_dataloader(config, "train")
+    train_dataset, valid_dataset, test_dataset = built = bam_split.build(config, dataset)
     train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
     train_data = train_loader(config, train_dataset, train_sampler, shuffle=config["shuffle"])
 
     def eval_loader(phase):
-        return FullSortEvalDataLoader if config["eval_args"]["mode"][phase] == "full" else NegSampleEvalDataLoader
+        full = config["eval_args"]["mode"][phase] == "full"
+        return BlockedFullSortEvalDataLoader if full else NegSampleEvalDataLoader  # full: users in eval_block_mb blocks
 
     valid_data = eval_loader("valid")(config, valid_dataset, valid_sampler, shuffle=False)
     test_data = eval_loader("test")(config, test_dataset, test_sampler, shuffle=False)

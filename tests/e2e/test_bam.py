@@ -54,6 +54,13 @@ def test_converter_keeps_order_and_feeds_recbole(tmp_path, quiet_config):
         convert(str(bad), str(tmp_path / "out"))
 
 
+def test_properties_let_early_stopping_end_runs(quiet_config):
+    """The released runs peaked as late as 72k iterations: the cap must not end a run before early stopping."""
+    config = Config("BaM_REMI", "ml-100k", config_file_list=[PROPS], config_dict=quiet_config)
+    assert config["train_sampler"] == "user" and config["stopping_step"] == 15
+    assert config["epochs"] * config["iters_per_epoch"] >= 1_000_000  # the original's max_iter cap (1000 x 1000)
+
+
 def test_bam_remi_beats_pop_on_ml100k(run_dir, quiet_config):
     pop = run_recbole("Pop", "ml-100k", config_file_list=[PROPS], config_dict={**quiet_config, "epochs": 1}, saved=False)
     bam = run_recbole(

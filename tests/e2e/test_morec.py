@@ -4,6 +4,7 @@ through run_recbole.py, post-train with ``--trainer=MoRec``, check pop-kl drops;
 import glob
 import importlib.util
 import json
+import math
 import os
 import types
 
@@ -203,3 +204,82 @@ def test_trainer_internals_negatives_and_fairness_norm(workdir, built):
     ok[0] = False
     assert np.allclose(total[ok] * len(trainer.valid_inter) / counts[ok], group[ok])
     assert np.isneginf(total[0]) and np.isneginf(total[~ok]).all()
+
+
+# ----------------------------------------------------------------------------------------- issue 14
+def _test_popkl(workdir, eval_batch_size, aggregate):
+    """pop-kl@10 of the pretrained BPR on the test split, evaluated through RecBole's pipeline with RecBole's
+    batching (eval_block_mb 0: eval_batch_size // n_items users per full-sort batch)."""
+    config = Config("BPR", "ml-100k-morec", [YAML], {"show_progress": False, "state": "WARNING",
+                                                     "eval_batch_size": eval_batch_size, "eval_block_mb": 0,
+                                                     "morec_popkl_aggregate": aggregate})
+    train, _, test = data_preparation(config, create_dataset(config))
+    _, trainer = build_model_and_trainer(config, train)
+    trainer.collect_train_data(train)
+    result = trainer.evaluate(test, model_file=workdir.ckpt)
+    return result["popkl@10"], test
+
+
+def test_popkl_does_not_depend_on_eval_batch_size(workdir, built):
+    """Default pop-kl (blocks of 100 users) is the same at 4 and 64 users per full-sort batch and equals the
+    per-batch mean when RecBole's batches hold exactly 100 users (UniRec's test_batch_size) — UniRec's value on
+    these lists; the per-batch mean ('batch', the old default) moves with eval_batch_size."""
+    n_items = built.dataset.item_num
+    block = {users: _test_popkl(workdir, users * n_items, "block")[0] for users in (4, 64)}
+    batch = {}
+    for users in (4, 64, 100):
+        batch[users], test = _test_popkl(workdir, users * n_items, "batch")
+        assert test.step == users  # users per full-sort batch
+    assert block[4] == block[64] == pytest.approx(batch[100], abs=1e-12)
+    assert batch[4] != batch[64]
+
+
+def test_align_target_counts_train_and_valid(workdir, built):
+    """Default p* = share of each alignment group in the train + valid histories (UniRec's user_history), i.e.
+    all interactions but the test split's; 'train' counts the training split only."""
+    ds, iid, uid = built.dataset, built.dataset.iid_field, built.dataset.uid_field
+    n_items = ds.item_num
+    groups = morec_data.item_groups(ds, OVERALL, "align").numpy()
+
+    def share(inter, minus=None):
+        keys = set((inter[uid].numpy().astype(np.int64) * n_items + inter[iid].numpy()).tolist())
+        if minus is not None:
+            keys -= set((minus[uid].numpy().astype(np.int64) * n_items + minus[iid].numpy()).tolist())
+        counts = np.bincount(np.asarray(sorted(keys)) % n_items, minlength=n_items)
+        dist = np.bincount(groups, weights=counts, minlength=groups.max() + 1)
+        dist[0] = 0
+        return dist / dist.sum()
+
+    train_ds = built.train._dataset
+    assert train_ds.split_valid_inter is built.valid._dataset.inter_feat  # linked by data_preparation
+    _, _, test = data_preparation(built.config, create_dataset(built.config))
+    by_hand = share(ds.inter_feat, minus=test._dataset.inter_feat)
+    default = morec_data.expected_align_distribution(train_ds, built.config).numpy()
+    assert default == pytest.approx(by_hand, abs=1e-12)
+    train_only = morec_data.expected_align_distribution(train_ds, {**OVERALL, "morec_align_counts": "train"}).numpy()
+    assert train_only == pytest.approx(share(train_ds.inter_feat), abs=1e-12)
+    assert np.abs(default - train_only).max() > 1e-4
+    # the metric input and the trainer's alignment target are the same p*
+    from recbole_ext.evaluator.collector import DATA_PROVIDERS
+
+    assert DATA_PROVIDERS["morec.align_expected"](train_ds, built.config).numpy() == pytest.approx(default, abs=0)
+    trainer = MoRecTrainer(_config(workdir), built.model)
+    trainer._setup(built.train, built.valid)
+    assert trainer.p_star == pytest.approx(default, abs=0)
+    # training data whose validation split is unknown: an error, not a train-only p* in disguise
+    orphan = train_ds.copy(train_ds.inter_feat)
+    del orphan.split_valid_inter
+    with pytest.raises(ConfigError, match="validation split of this training data is unknown"):
+        morec_data.expected_align_distribution(orphan, built.config)
+
+
+@pytest.mark.parametrize("early_stop,epochs_run", [(False, 2), (True, 1)])
+def test_early_stop_off_by_default(workdir, built, early_stop, epochs_run):
+    """UniRec's MoRec runs every epoch (early_stop -1): with no validation improving on the best score and
+    stopping_step 0, the default still runs all epochs; morec_early_stop: true stops after the first."""
+    trainer = MoRecTrainer(_config(workdir, epochs=2, stopping_step=0, morec_early_stop=early_stop), built.model)
+    trainer.best_valid_score = math.inf  # no validation improves: RecBole's early stopping would fire at once
+    trainer.fit(built.train, built.valid, saved=False)
+    assert [e["epoch"] for e in trainer.morec_history] == [-1] + list(range(epochs_run))
+    # morec_select: last -> the reported result is that of the model after the last epoch run
+    assert trainer.best_valid_result == trainer.morec_history[-1]["valid"]

@@ -63,12 +63,76 @@ def test_popkl_hand_computed_batch_and_global():
     # top-2 groups: row0 [1,2], row1 [1,2], row2 [1,1]
     # batches {0,1}, {2}: q = mean((.5,.5),(1,0)) = (.75,.25); pooled: (4/6, 2/6)
     kl = lambda q: 0.5 * math.log(0.5 / q[0]) + 0.5 * math.log(0.5 / q[1])  # noqa: E731
-    assert M.PopKL(CFG).calculate_metric(_struct())["popkl@2"] == pytest.approx(kl((0.75, 0.25)), abs=1e-7)
+    batch = {**CFG, "morec_popkl_aggregate": "batch"}
+    assert M.PopKL(batch).calculate_metric(_struct())["popkl@2"] == pytest.approx(kl((0.75, 0.25)), abs=1e-7)
     glob = M.PopKL({**CFG, "morec_popkl_aggregate": "global"}).calculate_metric(_struct())["popkl@2"]
     assert glob == pytest.approx(kl((2 / 3, 1 / 3)), abs=1e-7)
-    # equal-size batches: both aggregations coincide (M10)
+    # one batch: both aggregations coincide (M10)
     same = _struct(batch_start=(0, 0, 0))
-    assert M.PopKL(CFG).calculate_metric(same)["popkl@2"] == pytest.approx(glob, abs=1e-7)
+    assert M.PopKL(batch).calculate_metric(same)["popkl@2"] == pytest.approx(glob, abs=1e-7)
+
+
+def _popkl_by_hand(lists, users, item_group, p_star, block=100):
+    """UniRec's pop-kl written out: its test file in user order, batches of ``block`` users, each batch's share
+    of top-k slots per group, the shares summed over batches and renormalised, KL(p* || q) with +1e-10."""
+    order = sorted(range(len(users)), key=lambda r: users[r])
+    n_groups = len(p_star)
+    q_sum = [0.0] * n_groups
+    for start in range(0, len(order), block):
+        counts = [0] * n_groups
+        for row in order[start:start + block]:
+            for item in lists[row]:
+                counts[item_group[item] - 1] += 1
+        for g in range(n_groups):
+            q_sum[g] += counts[g] / sum(counts)
+    q = [v / sum(q_sum) for v in q_sum]
+    return sum((p + 1e-10) * (math.log(p + 1e-10) - math.log(v + 1e-10)) for p, v in zip(p_star, q))
+
+
+def _popkl_struct(lists, users, item_group, p_star, batch_start):
+    s = DataStruct()
+    s.set("rec.items", torch.as_tensor(lists))
+    s.set("rec.users", torch.as_tensor(users))
+    s.set("morec.item_align_group", torch.as_tensor([0] + list(item_group[1:])))
+    s.set("morec.align_expected", torch.as_tensor([0.0] + list(p_star), dtype=torch.float64))
+    s.set("morec.batch_start", torch.as_tensor(batch_start))
+    return s
+
+
+def test_popkl_blocks_of_100_users_equal_unirec_whatever_the_batches():
+    """Default pop-kl: blocks of 100 users in user order (UniRec's test batches of 100), so the value does not
+    depend on how RecBole cut the rows into evaluation batches; 'batch' (the old default) does."""
+    rng = np.random.default_rng(0)
+    n_rows, n_items, k = 250, 60, 5  # blocks of 100, 100 and 50 users
+    item_group = [0] + list(rng.integers(1, 4, size=n_items - 1))  # 3 groups, PAD = 0
+    popular = [i for i in range(1, n_items) if item_group[i] == 1]
+    lists = [rng.choice(popular if r % 3 == 0 else np.arange(1, n_items), size=k, replace=False).tolist()
+             for r in range(n_rows)]
+    users = rng.permutation(np.arange(1, n_rows + 1)).tolist()  # rows not in user order
+    p_star = [0.5, 0.3, 0.2]
+    expected = _popkl_by_hand(lists, users, item_group, p_star)
+    cfg = {**CFG, "topk": [k]}
+    values = {}
+    for rows_per_batch in (4, 64, 250):
+        struct = _popkl_struct(lists, users, item_group, p_star, np.arange(n_rows) // rows_per_batch * rows_per_batch)
+        values[rows_per_batch] = {
+            agg: M.PopKL({**cfg, "morec_popkl_aggregate": agg}).calculate_metric(struct)[f"popkl@{k}"]
+            for agg in ("block", "batch", "global")
+        }
+    for v in values.values():
+        assert v["block"] == pytest.approx(expected, abs=1e-7)
+    assert len({round(v["batch"], 6) for v in values.values()}) == 3  # the old default moved with the batches
+    assert values[250]["batch"] == pytest.approx(values[250]["global"], abs=1e-7)
+    # block size 50: another (hand-computed) value, still batch independent
+    half = M.PopKL({**cfg, "morec_popkl_block_size": 50})
+    assert half.calculate_metric(_popkl_struct(lists, users, item_group, p_star, [0] * n_rows))[f"popkl@{k}"] == (
+        pytest.approx(_popkl_by_hand(lists, users, item_group, p_star, block=50), abs=1e-7))
+
+
+@pytest.mark.parametrize("size", [0, 2.5, "100", True])
+def test_popkl_block_size_must_be_positive_int(size):
+    with pytest.raises(ConfigError, match="morec_popkl_block_size"):
+        M.PopKL({**CFG, "morec_popkl_block_size": size})
 
 
 def test_popkl_zero_when_lists_match_expected_and_smoothing():

@@ -22,9 +22,14 @@ other positives). Prices are raw (not normalised); groups come from the ``.item`
 ``morec_weight_field`` / ``morec_fair_field`` / ``morec_align_field``; p* from ``morec_align_dist``
 (defaults in ``properties/overall.yaml``: these metrics run with any trainer).
 
-pop-kl: q per evaluation batch (share of top-k slots per alignment group), averaged over batches and
-renormalised — UniRec's behaviour (quirk M10, default ``morec_popkl_aggregate: batch``);
-``global`` pools all slots. KL uses UniRec's +1e-10 smoothing without renormalisation (M11).
+pop-kl: q per block of rows (share of top-k slots per alignment group), averaged over blocks and
+renormalised — UniRec's mean over its evaluation batches (quirk M10). Default
+``morec_popkl_aggregate: block``: rows in user order (RecBole's full-sort order, also after gathering
+the processes of a distributed run) cut into blocks of ``morec_popkl_block_size`` (100 = UniRec's
+``test_batch_size``): UniRec's value on the same lists, whatever ``eval_batch_size`` is. ``batch`` =
+per RecBole evaluation batch (a full-sort batch holds ``eval_batch_size // n_items`` users, so the value
+depends on it); ``global`` pools all slots. KL uses UniRec's +1e-10 smoothing without
+renormalisation (M11).
 """
 
 import numpy as np
@@ -33,6 +38,7 @@ from recbole.evaluator.base_metric import AbstractMetric
 from recbole.utils import EvaluatorType
 
 from recbole_ext.data import morec_data
+from recbole_ext.errors import ConfigError
 from recbole_ext.evaluator.collector import register_batch_provider, register_data_provider
 from recbole_ext.evaluator.register import register_metric, topk_list
 from recbole_ext.options import check_choices
@@ -64,6 +70,16 @@ def _provide_expected(dataset, config):
 def _provide_batch_start(scores, interaction, positive_u, positive_i, collector):
     """Index of the first row of this evaluation batch, for every row (batch identity for pop-kl)."""
     return torch.full((scores.shape[0],), collector.rows_seen, dtype=torch.long)
+
+
+def user_blocks(users, block_size):
+    """Block id of every row: rows ordered by user id (stable, so a user's rows keep their order), then
+    cut into consecutive blocks of ``block_size`` rows — UniRec's evaluation batches of its user-ordered
+    test file."""
+    order = torch.sort(users.long(), stable=True).indices
+    blocks = torch.empty_like(order)
+    blocks[order] = torch.arange(len(order)) // block_size
+    return blocks
 
 
 def pair_ranks(rec_items, positives):
@@ -172,18 +188,18 @@ def kl_expected_recommended(p_star, q):
     return float(np.sum(p * (np.log(p) - np.log(q))))
 
 
-def recommended_distribution(rec_items_k, item_align, n_groups, batch_ids=None):
-    """q over groups 0..G (index 0 = PAD slots) from top-k lists. ``batch_ids`` given -> mean of the
-    per-batch distributions renormalised (UniRec, M10); ``None`` -> pooled over all rows."""
+def recommended_distribution(rec_items_k, item_align, n_groups, block_ids=None):
+    """q over groups 0..G (index 0 = PAD slots) from top-k lists. ``block_ids`` given -> mean of the
+    per-block distributions renormalised (UniRec's per-batch mean, M10); ``None`` -> pooled over all rows."""
     groups = item_align[rec_items_k.long()]  # [n_rows, k]
-    if batch_ids is None:
+    if block_ids is None:
         counts = torch.bincount(groups.flatten(), minlength=n_groups + 1).double()
         return (counts / counts.sum()).numpy()
-    _, batch = torch.unique(batch_ids, return_inverse=True)
-    n_batches = int(batch.max()) + 1
-    flat = batch.unsqueeze(1).expand_as(groups) * (n_groups + 1) + groups
-    counts = torch.bincount(flat.flatten(), minlength=n_batches * (n_groups + 1)).double()
-    counts = counts.view(n_batches, n_groups + 1)
+    _, block = torch.unique(block_ids, return_inverse=True)
+    n_blocks = int(block.max()) + 1
+    flat = block.unsqueeze(1).expand_as(groups) * (n_groups + 1) + groups
+    counts = torch.bincount(flat.flatten(), minlength=n_blocks * (n_groups + 1)).double()
+    counts = counts.view(n_blocks, n_groups + 1)
     q = (counts / counts.sum(dim=1, keepdim=True)).sum(dim=0)
     return (q / q.sum()).numpy()
 
@@ -193,23 +209,34 @@ class PopKL(AbstractMetric):
     """MoRec ``pop-kl@k``: KL(expected || recommended) over alignment groups (lower is better)."""
 
     metric_type = EvaluatorType.RANKING
-    metric_need = ["rec.items", "morec.item_align_group", "morec.align_expected", "morec.batch_start"]
+    metric_need = ["rec.items", "rec.users", "morec.item_align_group", "morec.align_expected", "morec.batch_start"]
     smaller = True
 
     def __init__(self, config):
         super().__init__(config)
         self.topk = topk_list(config)
-        choices = check_choices(config, {"morec_popkl_aggregate": ("batch", "global")}, "PopKL")
+        choices = check_choices(config, {"morec_popkl_aggregate": ("block", "batch", "global")}, "PopKL")
         self.aggregate = choices["morec_popkl_aggregate"]
+        self.block_size = config["morec_popkl_block_size"]
+        if self.aggregate == "block" and (isinstance(self.block_size, bool) or not isinstance(self.block_size, int)
+                                          or self.block_size < 1):
+            raise ConfigError(f"morec_popkl_block_size must be an int >= 1 (users per block), got {self.block_size!r}")
+
+    def _block_ids(self, dataobject):
+        if self.aggregate == "block":
+            return user_blocks(dataobject.get("rec.users"), self.block_size)
+        if self.aggregate == "batch":
+            return dataobject.get("morec.batch_start")
+        return None
 
     def calculate_metric(self, dataobject):
         rec_items = dataobject.get("rec.items")
         align = dataobject.get("morec.item_align_group")
         p_star = dataobject.get("morec.align_expected").numpy()
         n_groups = len(p_star) - 1
-        batch = dataobject.get("morec.batch_start") if self.aggregate == "batch" else None
+        blocks = self._block_ids(dataobject)
         result = {}
         for k in self.topk:
-            q = recommended_distribution(rec_items[:, :k], align, n_groups, batch)
+            q = recommended_distribution(rec_items[:, :k], align, n_groups, blocks)
             result[f"popkl@{k}"] = round(kl_expected_recommended(p_star[1:], q[1:]), self.decimal_place)
         return result

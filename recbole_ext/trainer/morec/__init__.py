@@ -16,7 +16,9 @@ optimiser) and, for every epoch:
    then an accuracy sub-batch), combining the per-objective losses (:mod:`.losses`) with the coordinator
    (:mod:`.controller`, PI controller or static weights).
 
-Options: :mod:`.options` (defaults in ``properties/trainer/MoRec.yaml``); trajectory plot: :mod:`.plot`.
+Every epoch runs (UniRec's ``early_stop -1``; ``morec_early_stop: true`` = RecBole's early stopping) and the
+model after the last epoch is tested (``morec_select: last``). Options: :mod:`.options` (defaults in
+``properties/trainer/MoRec.yaml``); trajectory plot: :mod:`.plot`.
 Supported: any general or sequential model whose ``predict`` (bpr / bce) or ``full_sort_predict`` (ce)
 is differentiable for training rows (MF-style BPR, LightGCN, NeuMF, SASRec, GRU4Rec, ...).
 """

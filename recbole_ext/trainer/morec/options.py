@@ -67,5 +67,12 @@ def read_options(config, model):
         neg_alpha=float(config["morec_neg_pop_alpha"]), fair_norm=choices["morec_fair_loss_norm"],
         fair_metric=choices["morec_fair_metric"], align_topk=int(config["morec_align_topk"]),
         batch_allocation=choices["morec_batch_allocation"], revenue_bins=choices["morec_revenue_bins"],
-        select=choices["morec_select"],
+        select=choices["morec_select"], early_stop=_flag(config, "morec_early_stop"),
     )
+
+
+def _flag(config, key):
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be True or False, got {value!r}")
+    return value

@@ -1,6 +1,7 @@
 """``MoRecTrainer``: the epoch loop of MoRec's post-training (see the package docstring)."""
 
 import json
+import math
 import os
 import time
 
@@ -28,6 +29,8 @@ class MoRecTrainer(Trainer):
         super().__init__(config, model)
         self.options = read_options(config, model)
         self.coordinator = coordinator_from_config(config, self.options.objectives)
+        if not self.options.early_stop:  # UniRec's MoRec runs use early_stop = -1: every epoch runs
+            self.stopping_step = math.inf
         ckpt.load_pretrained(model, config["pretrained_model_file"], config)
         self.morec_history = []
         self.sampler = None
@@ -61,16 +64,17 @@ class MoRecTrainer(Trainer):
         train_items = self.train_inter[self.iid].numpy()
         item2group, weights = self._objective_groups(dataset, train_items)
         self.item2group = {o: torch.as_tensor(g) for o, g in item2group.items()}
-        self.align_groups = None
-        if "alignment" in self.options.objectives:
-            self.align_groups = morec_data.item_groups(dataset, config, "align")
-            self.p_star = morec_data.expected_align_distribution(dataset, config, self.align_groups).numpy()
-        self.sampler = MoRecSampler(train_items, item2group, weights, self.options.alpha,
-                                    int(config["train_batch_size"]), self.options.batch_allocation,
-                                    seed=int(config["seed"]))
         if valid_data is None:
             raise ConfigError("MoRec needs validation data for its sampler signals (eval_args split with valid)")
         self.valid_inter = valid_data._dataset.inter_feat
+        self.align_groups = None
+        if "alignment" in self.options.objectives:
+            self.align_groups = morec_data.item_groups(dataset, config, "align")
+            self.p_star = morec_data.expected_align_distribution(dataset, config, self.align_groups,
+                                                                 valid_inter=self.valid_inter).numpy()
+        self.sampler = MoRecSampler(train_items, item2group, weights, self.options.alpha,
+                                    int(config["train_batch_size"]), self.options.batch_allocation,
+                                    seed=int(config["seed"]))
         # user_history = train + valid interactions: negatives never come from it
         users = [self.train_inter[self.uid], self.valid_inter[self.uid]]
         items = [self.train_inter[self.iid], self.valid_inter[self.iid]]
@@ -231,7 +235,7 @@ class MoRecTrainer(Trainer):
         best = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)
         if self.options.select == "last" and self._last_valid is not None:
-            # UniRec's MoRec runs use early_stop = -1: the model after the last epoch is the one tested
+            # UniRec's MoRec runs use early_stop = -1: the model after the last epoch run is the one tested
             if saved:
                 self._save_checkpoint(len(self.morec_history) - 2, verbose=False)
             self.best_valid_score, self.best_valid_result = self._last_valid
