@@ -190,3 +190,43 @@ def test_other_backbones(backbone, monkeypatch, model, backbone_keys, freeze):
         assert item_keys and user_keys
         assert all(torch.equal(before[k], after[k]) for k in item_keys)
         assert any(not torch.equal(before[k], after[k]) for k in user_keys)
+
+
+def _fit(backbone, **extra):
+    config, model = _model_and_config(backbone, calitune_seed=111, **extra)
+    trainer = CaliTuneTrainer(config, model)
+    init_seed(config["seed"], config["reproducibility"])
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    trainer.fit(train_data, valid_data, saved=True, verbose=False)
+    return trainer, valid_data
+
+
+def test_valid_jsd_target_reports_the_selected_epoch(backbone, monkeypatch):
+    from recbole_ext.trainer.calitune.trainer import select_by_valid_jsd_target
+
+    monkeypatch.chdir(backbone["base"])
+    first, _ = _fit(backbone, epochs=4)
+    jsds = sorted(r["jsd"] for r in first.history)
+    target = jsds[len(jsds) // 2]  # about half of the epochs qualify (same seed: the same trajectory)
+    trainer, valid_data = _fit(backbone, epochs=4, calitune_select="valid_jsd_target", calitune_valid_jsd_target=target)
+    assert [round(r["jsd"], 6) for r in trainer.history] == [round(r["jsd"], 6) for r in first.history]
+    chosen = select_by_valid_jsd_target([(r["epoch"], r["ndcg"], r["jsd"]) for r in trainer.history], target)
+    assert trainer.selected["epoch"] == chosen and trainer.best_valid_result["jsd_target_met"]
+    # the weights in memory and in the checkpoint evaluation loads are that epoch's: re-scoring validation
+    # gives its metrics again
+    _, again = trainer._valid_epoch(valid_data)
+    row = trainer.history[chosen - 1]
+    assert again["ndcg"] == pytest.approx(row["ndcg"], abs=1e-6) and again["jsd"] == pytest.approx(row["jsd"], abs=1e-6)
+    saved = ckpt.load_checkpoint(trainer.saved_model_file)["state_dict"]
+    assert all(torch.equal(saved[k].cpu(), v.cpu()) for k, v in trainer.model.state_dict().items())
+
+
+def test_valid_jsd_target_unmet_falls_back_loudly(backbone, monkeypatch):
+    monkeypatch.chdir(backbone["base"])
+    trainer, _ = _fit(backbone, epochs=2, calitune_select="valid_jsd_target", calitune_valid_jsd_target=0.0)
+    lowest = min(trainer.history, key=lambda r: r["jsd"])
+    assert trainer.selected["epoch"] == lowest["epoch"]
+    assert trainer.best_valid_result["jsd_target_met"] is False
+    config, model = _model_and_config(backbone, calitune_select="valid_jsd_target")
+    with pytest.raises(ConfigError, match="calitune_valid_jsd_target"):
+        CaliTuneTrainer(config, model)

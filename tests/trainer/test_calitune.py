@@ -60,3 +60,23 @@ def test_total_loss_lambda_extremes():
     assert float(calitune_loss(la, scores, onehot, target, 0.0)) == pytest.approx(float(la))
     assert float(calitune_loss(la, scores, onehot, target, 1.0)) == pytest.approx(float(lc))
     assert float(calitune_loss(la, scores, onehot, target, 0.25)) == pytest.approx(0.75 * float(la) + 0.25 * float(lc))
+
+
+def test_select_by_valid_jsd_target_worked_example():
+    from recbole_ext.trainer.calitune.trainer import select_by_valid_jsd_target
+
+    history = [(1, 0.30, 0.20), (2, 0.29, 0.12), (3, 0.31, 0.15), (4, 0.27, 0.10), (5, 0.28, 0.09), (6, 0.28, 0.11)]
+    # JSD <= 0.12 holds for epochs 2, 4, 5, 6; the best NDCG among them is epoch 2's 0.29
+    assert select_by_valid_jsd_target(history, 0.12) == 2
+    # the bound is inclusive, and the higher-NDCG epoch 3 only enters once its JSD qualifies
+    assert select_by_valid_jsd_target(history, 0.15) == 3
+    # epochs 4, 5, 6 qualify; 5 and 6 tie on NDCG 0.28: the earlier epoch is kept
+    assert select_by_valid_jsd_target(history, 0.11) == 5
+    assert select_by_valid_jsd_target(history, 1.0) == 3
+
+
+def test_select_by_valid_jsd_target_none_qualifies():
+    from recbole_ext.trainer.calitune.trainer import select_by_valid_jsd_target
+
+    assert select_by_valid_jsd_target([(1, 0.3, 0.2), (2, 0.2, 0.15)], 0.1) is None
+    assert select_by_valid_jsd_target([], 0.5) is None

@@ -16,7 +16,8 @@ checkpoint written by ``run_recbole.py``). Per mini-batch of users the loss is
 After every epoch one scoring pass over all users yields the next candidates, validation NDCG@k
 (train items masked) and JSD@k (train and valid items masked). A snapshot is saved whenever NDCG, JSD
 or tradeoff = sqrt(NDCG/NDCG_0 · JSD_0/JSD) beats its best so far (quirk C2); the model evaluated after
-``fit`` is the last snapshot (``calitune_select: last``) or the best by ``ndcg`` / ``jsd`` / ``tradeoff``.
+``fit`` is the last snapshot (``calitune_select: last``), the best by ``ndcg`` / ``jsd`` / ``tradeoff``, or
+(``valid_jsd_target``) the best valid NDCG among epochs with valid JSD ≤ ``calitune_valid_jsd_target``.
 
 Modules: :mod:`.losses` (pure loss functions), :mod:`.backbones` (one adapter per backbone),
 :mod:`.trainer`. Options and their defaults: ``properties/trainer/CaliTune.yaml``.

@@ -23,7 +23,18 @@ SPLIT_KEYS = (
     "seed", "eval_args", "load_col", "unload_col", "benchmark_filename", "rm_dup_inter", "val_interval",
     "filter_inter_by_user_or_item", "user_inter_num_interval", "item_inter_num_interval",
 )
-SELECTIONS = ("last", "ndcg", "jsd", "tradeoff")
+SELECTIONS = ("last", "ndcg", "jsd", "tradeoff", "valid_jsd_target")
+
+
+def select_by_valid_jsd_target(history, target):
+    """The epoch with the best validation NDCG among those whose validation JSD is at or below ``target``
+    (ties: the earlier epoch); None when no epoch qualifies. ``history``: (epoch, valid ndcg, valid jsd)
+    rows. Validation metrics only — the test split is never looked at."""
+    best = None
+    for epoch, ndcg, jsd in history:
+        if jsd <= target and (best is None or ndcg > best[1]):
+            best = (epoch, ndcg)
+    return None if best is None else best[0]
 
 
 class CaliTuneTrainer(Trainer):
@@ -52,12 +63,25 @@ class CaliTuneTrainer(Trainer):
         self.batch_users = int(config["calitune_batch_size"])
         self.patience = int(config["calitune_patience"])
         self.select = options.check_choices(config, {"calitune_select": SELECTIONS}, "CaliTune")["calitune_select"]
+        self.jsd_target = self._jsd_target(config)
         self._load_backbone(config, model)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=int(config["calitune_lr_step"]), gamma=float(config["calitune_lr_gamma"])
         )
         self.snapshots = []
+        self.history = []  # every epoch's validation metrics (the snapshots are a subset)
         self.epoch_seconds = []
+
+    def _jsd_target(self, config):
+        target = config["calitune_valid_jsd_target"]
+        if self.select != "valid_jsd_target":
+            return None
+        if target is None or not 0.0 <= float(target) <= 1.0:
+            raise ConfigError(
+                "calitune_select: valid_jsd_target needs calitune_valid_jsd_target, a validation JSD@k in [0, 1] "
+                f"(got {target!r})"
+            )
+        return float(target)
 
     def _load_backbone(self, config, model):
         path = config["pretrained_model_file"]
@@ -192,6 +216,7 @@ class CaliTuneTrainer(Trainer):
         best = {"ndcg": 0.0, "jsd": 1.0, "tradeoff": 0.0}
         kept = {}
         since_improved, unchanged, previous = 0, 0, ref
+        self.stop_reason = "epochs"  # the epoch cap, unless patience or a stall stops the loop first
         for epoch in range(1, int(self.config["epochs"]) + 1):
             start = time.perf_counter()
             loss = self._train_epoch(train_data, epoch)
@@ -200,6 +225,9 @@ class CaliTuneTrainer(Trainer):
             self.epoch_seconds.append(seconds)
             tradeoff = (metrics["ndcg"] / max(ref["ndcg"], 1e-12)) ** 0.5 * (ref["jsd"] / max(metrics["jsd"], 1e-12)) ** 0.5
             row = {"epoch": epoch, **metrics, "tradeoff": tradeoff, "loss": loss, "seconds": seconds}
+            self.history.append(row)
+            if self.jsd_target is not None:
+                self._keep_if_target_best(kept, row)
             improved = {"ndcg": metrics["ndcg"] > best["ndcg"], "jsd": metrics["jsd"] < best["jsd"],
                         "tradeoff": tradeoff > best["tradeoff"]}
             reasons = [key for key, better in improved.items() if better]
@@ -230,8 +258,38 @@ class CaliTuneTrainer(Trainer):
             unchanged = unchanged + 1 if stalled else 0
             previous = metrics
             if since_improved >= self.patience or unchanged >= 3:
+                self.stop_reason = "patience" if since_improved >= self.patience else "stalled"
                 break
         return self._finish(kept, ref, snap_dir, saved)
+
+    def _keep_if_target_best(self, kept, row):
+        """``calitune_select: valid_jsd_target``: keep this epoch's weights (one copy in memory) when
+        :func:`select_by_valid_jsd_target` over the epochs so far picks it."""
+        history = [(r["epoch"], r["ndcg"], r["jsd"]) for r in self.history]
+        if select_by_valid_jsd_target(history, self.jsd_target) != row["epoch"]:
+            return
+        state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        kept["valid_jsd_target"] = ({**row, "reasons": ["valid_jsd_target"], "path": None}, state)
+
+    def _resolved_selection(self, kept):
+        """``calitune_select``'s key into ``kept``; with ``valid_jsd_target`` and no epoch at or below the
+        target, the lowest-valid-JSD snapshot instead — said loudly, and recorded in ``best_valid_result``."""
+        if self.select != "valid_jsd_target":
+            return self.select
+        if "valid_jsd_target" in kept:
+            snap = kept["valid_jsd_target"][0]
+            self.logger.warning(
+                f"CaliTune (calitune_select: valid_jsd_target): evaluating epoch {snap['epoch']}, the best valid "
+                f"ndcg@{self.k} ({snap['ndcg']:.4f}) among epochs with valid jsd@{self.k} <= {self.jsd_target} "
+                f"(its jsd {snap['jsd']:.4f}); the last snapshot is epoch {kept['last'][0]['epoch']}"
+            )
+            return "valid_jsd_target"
+        self.logger.warning(
+            f"CaliTune (calitune_select: valid_jsd_target): NO epoch of {len(self.history)} reached valid "
+            f"jsd@{self.k} <= {self.jsd_target} (lowest {kept['jsd'][0]['jsd']:.4f}, epoch {kept['jsd'][0]['epoch']}); "
+            "evaluating that lowest-JSD snapshot instead — the target was NOT met"
+        )
+        return "jsd"
 
     def _prepare(self, dataset):
         """Popularity groups and user targets of the training split, its interaction matrix, and the
@@ -262,7 +320,7 @@ class CaliTuneTrainer(Trainer):
             self.best_valid_score = ref["ndcg"]
             self.best_valid_result = {f"ndcg@{self.k}": round(ref["ndcg"], 4), f"jsd@{self.k}": round(ref["jsd"], 4)}
             return self.best_valid_score, self.best_valid_result
-        snap, state = kept[self.select]
+        snap, state = kept[self._resolved_selection(kept)]
         self.model.load_state_dict(state)
         self.backbone.clear_cache()
         self.invalidate_model_caches()
@@ -280,4 +338,6 @@ class CaliTuneTrainer(Trainer):
             "tradeoff": round(snap["tradeoff"], 4),
             "epoch": snap["epoch"],
         }
+        if self.select == "valid_jsd_target":
+            self.best_valid_result["jsd_target_met"] = snap["jsd"] <= self.jsd_target
         return self.best_valid_score, self.best_valid_result
