@@ -1,5 +1,6 @@
 """PeterRec (issue 6): backbone blocks, patches, parameter counts, freezing, errors, converters, two-stage flow."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from recbole_ext.io import atomic_torch_save
 from recbole_ext.config import Config
 from recbole_ext.data import peterrec_data as pdata
 from recbole_ext.errors import CheckpointError, ConfigError
+from recbole_ext.model.sequential_recommender.peterrec import masked_mean
 from recbole_ext.model.sequential_recommender.peterrec_backbone import (
+    INSERTIONS,
+    PATCH_INITS,
     DilatedConv,
     DilatedEncoder,
     ModelPatch,
@@ -107,6 +111,51 @@ def test_model_patch_is_gelu_bottleneck_with_identity():
     assert torch.allclose(mp(y), y + gelu @ up.weight.t() + up.bias, atol=1e-6)
 
 
+def _relative_change(encoder, insertion, init, ids):
+    """||h_patched - h|| / ||h|| of the encoder output once two patches per block are added."""
+    patched = copy.deepcopy(encoder)
+    for block in patched.blocks:
+        block.add_patches(insertion, 4, 1, init)
+    with torch.no_grad():
+        plain = encoder(ids)
+        return float((patched(ids) - plain).norm() / plain.norm())
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_near_identity_patches_leave_the_encoder_unchanged_at_init(causal):
+    """Issue 14: faithful parallel patches (P5 extra identity) move the hidden state far from the pretrained one;
+    near_identity (zero up-projection, bottleneck-only parallel branch) does not move it at all."""
+    torch.manual_seed(3)
+    encoder = DilatedEncoder(50, 16, [1, 4], 3, causal)
+    ids = torch.randint(1, 50, (4, 12))
+    change = {(i, n): _relative_change(encoder, i, n, ids) for i in INSERTIONS for n in PATCH_INITS}
+    assert change["serial", "near_identity"] < 1e-6
+    assert change["parallel", "near_identity"] < 1e-6
+    assert change["parallel", "faithful"] > 0.5  # of the order of the hidden state itself
+    assert 0 < change["serial", "faithful"] < change["parallel", "faithful"]  # P6: near, not at, the identity
+
+
+def test_near_identity_model_patch_starts_at_zero_and_still_learns():
+    torch.manual_seed(4)
+    branch = ModelPatch(16, 4, identity=False, zero_up=True)  # the near_identity parallel branch
+    y = torch.randn(3, 5, 16)
+    out = branch(y)
+    assert torch.equal(out, torch.zeros_like(y))
+    (out - y).pow(2).sum().backward()  # a loss that wants the branch to move
+    assert branch.up[0].weight.grad.abs().sum() > 0  # the up-projection gets a gradient from the first step
+    serial = ModelPatch(16, 4, zero_up=True)  # the near_identity serial patch: exactly the identity
+    assert torch.equal(serial(y), y)
+
+
+def test_masked_mean_worked_example():
+    """Issue 14: a left-padded row [pad, pad, 3, 5] (one channel; the pad states are 9 and 7) averages 3 and 5."""
+    h = torch.tensor([[[9.0], [7.0], [3.0], [5.0]], [[1.0], [2.0], [4.0], [8.0]]])
+    real = torch.tensor([[False, False, True, True], [True, True, True, True]])
+    assert masked_mean(h, real).view(-1).tolist() == [4.0, 3.75]
+    assert h.mean(dim=1).view(-1).tolist() == [6.0, 3.75]  # the padded mean (mean_with_padding)
+    assert masked_mean(h, torch.zeros_like(real)).abs().sum() == 0  # no source item: zero vector, no NaN
+
+
 def test_left_align():
     seq = torch.tensor([[5, 6, 0, 0], [1, 2, 3, 4], [7, 0, 0, 0]])
     assert left_align(seq, torch.tensor([2, 4, 1])).tolist() == [[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 7]]
@@ -185,7 +234,7 @@ def test_ml100k_attribute_and_coldrec_converters(tmp_path):
 # ------------------------------------------------------------------------------------------------
 BACKBONE = {"embedding_size": 16, "dilations": [1, 4], "MAX_ITEM_LIST_LENGTH": 10, "epochs": 2,
             "train_batch_size": 8, "eval_batch_size": 64, "metrics": ["Hit", "MRR"], "topk": [5],
-            "valid_metric": "MRR@5", "load_col": {"inter": ["user_id", "item_id", "timestamp"]}}
+            "valid_metric": "MRR@5"}  # load_col (with the timestamp): the NextItNetP / GRec YAML default
 
 
 @pytest.fixture
@@ -282,7 +331,7 @@ def test_two_stage_flow_from_run_recbole_cli(run_dir, demo_data):
     script = os.path.join(ROOT, "run_recbole.py")
     pre = subprocess.run(
         [sys.executable, script, "--model=NextItNetP", "--dataset=demo-pre", "--MAX_ITEM_LIST_LENGTH=10",
-         "--load_col={'inter':['user_id','item_id','timestamp']}", "--metrics=['Hit','MRR']", "--valid_metric=MRR@10"]
+         "--metrics=['Hit','MRR']", "--valid_metric=MRR@10"]
         + common, capture_output=True, text=True, timeout=300)
     assert pre.returncode == 0, pre.stderr[-2000:]
     ckpts = [f for f in os.listdir(run_dir / "saved") if f.startswith("NextItNetP")]
@@ -293,3 +342,76 @@ def test_two_stage_flow_from_run_recbole_cli(run_dir, demo_data):
         capture_output=True, text=True, timeout=300)
     assert fine.returncode == 0, fine.stderr[-2000:]
     assert "mrr@5" in fine.stdout and "hit@5" in fine.stdout
+
+
+def test_mean_user_vector_ignores_left_padding_on_ml100k(run_dir, quiet_config, tmp_path):
+    """Issue 14 through RecBole's pipeline: ml-100k gender users with their full (ragged) histories; ``mean`` =
+    mean of the encoder states over each user's real source positions, ``mean_with_padding`` = over every position."""
+    data = str(tmp_path / "data")
+    task = pdata.write_attribute_task(data, "gender", max_source_len=300)
+    base = dict(quiet_config, data_path=data, peterrec_mode="scratch", embedding_size=16, dilations=[1, 4],
+                train_batch_size=64)
+    models = {}
+    for vector in ("mean", "mean_with_padding"):
+        config = Config("PeterRec", task, config_dict=dict(base, peterrec_user_vector=vector))
+        train_data = data_preparation(config, create_dataset(config))[0]
+        models[vector] = get_model("PeterRec")(config, train_data._dataset)
+    models["mean_with_padding"].load_state_dict(models["mean"].state_dict())
+    batch = next(iter(train_data))
+    raw = batch[config["source_seq_field"]]
+    lengths = (raw > 0).sum(dim=1)
+    assert (lengths < raw.size(1)).any() and (lengths > 0).all()  # ragged: some rows carry padding
+    with torch.no_grad():
+        h = models["mean"].encoder(left_align(models["mean"].source_lookup[raw], lengths))
+        expected = torch.stack([h[row, raw.size(1) - n:].mean(dim=0) for row, n in enumerate(lengths.tolist())])
+        masked = models["mean"].user_representation(batch)
+        padded = models["mean_with_padding"].user_representation(batch)
+    assert torch.allclose(masked, expected, atol=1e-5)
+    assert torch.allclose(padded, h.mean(dim=1), atol=1e-5)
+    assert not torch.allclose(masked, padded, atol=1e-3)
+
+
+@needs_demo
+def test_user_vector_auto_keeps_grec_fineall_padded_mean(run_dir, quiet_config, demo_data):
+    """FineAll on GRec averages every position (GRec_TF_FineAll, padding included): auto keeps it faithful."""
+    ckpt = _pretrain("GRec", demo_data, quiet_config, epochs=1)["checkpoint"]
+    config = Config("PeterRec", "demo-fine", config_dict=_finetune_config(demo_data, quiet_config, ckpt,
+                                                                          peterrec_mode="full"))
+    train_data = data_preparation(config, create_dataset(config))[0]
+    assert get_model("PeterRec")(config, train_data._dataset).user_vector == "mean_with_padding"
+
+
+@needs_demo
+def test_near_identity_patch_init_through_peterrec(run_dir, quiet_config, demo_data):
+    """At initialisation a near_identity PeterRec encodes exactly as the pretrained backbone (the unpatched head
+    mode), the faithful parallel one does not; after fine-tuning the zero-initialised up-projections have moved."""
+    ckpt = _pretrain("NextItNetP", demo_data, quiet_config, epochs=1)["checkpoint"]
+
+    def build(**extra):
+        config = Config("PeterRec", "demo-fine", config_dict=_finetune_config(demo_data, quiet_config, ckpt, **extra))
+        train_data = data_preparation(config, create_dataset(config))[0]
+        return get_model("PeterRec")(config, train_data._dataset), train_data
+
+    plain, train_data = build(peterrec_mode="head")
+    batch = next(iter(train_data))
+    ids = left_align(plain.source_lookup[batch["source_seq"]], (batch["source_seq"] > 0).sum(dim=1))
+    with torch.no_grad():
+        reference = plain.encoder(ids)
+        for insertion in INSERTIONS:
+            near, _ = build(peterrec_insertion=insertion, peterrec_patch_init="near_identity")
+            faithful, _ = build(peterrec_insertion=insertion, peterrec_patch_init="faithful")
+            assert float((near.encoder(ids) - reference).norm() / reference.norm()) < 1e-6
+            assert not torch.allclose(faithful.encoder(ids), reference, atol=1e-4)
+    with pytest.raises(ConfigError, match="peterrec_patch_init"):
+        build(peterrec_patch_init="zero")
+    tuned = run_recbole("PeterRec", "demo-fine", config_dict=_finetune_config(
+        demo_data, quiet_config, ckpt, peterrec_insertion="parallel", peterrec_patch_init="near_identity"))
+    state = load_checkpoint(tuned["checkpoint"])["state_dict"]
+    ups = [k for k in state if ".up.0.weight" in k]
+    assert len(ups) == 2 * 2 and all(state[k].abs().sum() > 0 for k in ups)  # 2 blocks x 2 patches
+    # same shapes, different function: the other form refuses the checkpoint instead of computing something else
+    faithful_parallel, _ = build(peterrec_insertion="parallel", peterrec_patch_init="faithful")
+    with pytest.raises(ConfigError, match="peterrec_patch_init"):
+        faithful_parallel.load_state_dict(state)
+    near_parallel, _ = build(peterrec_insertion="parallel", peterrec_patch_init="near_identity")
+    near_parallel.load_state_dict(state)

@@ -18,9 +18,14 @@ classes) and whose ``.user`` file carries ``source_seq`` (token_seq of the backb
   from ``1..T-1`` (not the positive), ``-log(σ(s+)+1e-24) - log(1-σ(s-)+1e-24)``, plus
   ``peterrec_reg_weight · ½ · ||E_target||²`` over the whole table (quirk P7).
 * ``peterrec_mode``: ``patch`` (PeterRec: 2 patches per block, trains patches + every ``layer_norm2`` + target
-  table), ``full`` (FineAll: everything, no patches; user vector = last source item (causal) / mean (GRec) as in the
-  original ``*_FineAll.py``), ``head`` (frozen backbone, target table only), ``scratch`` (no pretraining, all trained;
+  table), ``full`` (FineAll: everything, no patches; user vector = last source item (causal) / mean over all
+  positions, padding included (GRec) as in the original ``*_FineAll.py``), ``head`` (frozen backbone, target table only), ``scratch`` (no pretraining, all trained;
   backbone sizes from this run's config).
+* ``peterrec_user_vector``: ``mean`` averages the real source positions only (masked mean); ``mean_with_padding``
+  averages every position of the padded row, left padding included (the ``GRec_TF_FineAll`` readout and this
+  package's ``mean`` before issue 14).
+* ``peterrec_patch_init``: ``faithful`` (quirk P6, and P5 for parallel) or ``near_identity`` (zero up-projection,
+  parallel branch without the extra identity: the patched encoder equals the pretrained one at initialisation).
 """
 
 import torch
@@ -33,6 +38,7 @@ from recbole_ext.checkpoint import load_checkpoint
 from recbole_ext.errors import CheckpointError, ConfigError
 from recbole_ext.model.sequential_recommender.peterrec_backbone import (
     INSERTIONS,
+    PATCH_INITS,
     DilatedEncoder,
     left_align,
     parse_dilations,
@@ -41,7 +47,13 @@ from recbole_ext.model.sequential_recommender.peterrec_backbone import (
 
 MODES = ("patch", "full", "head", "scratch")
 BACKBONES = {"NextItNetP": True, "GRec": False}  # model name -> causal
-USER_VECTORS = ("auto", "cls", "last_item", "mean")
+USER_VECTORS = ("auto", "cls", "last_item", "mean", "mean_with_padding")
+
+
+def masked_mean(h, real):
+    """Mean of ``h [B, T, C]`` over the positions where ``real [B, T]`` is True (a row with none gives 0)."""
+    weights = real.to(h.dtype).unsqueeze(-1)
+    return (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 class PeterRec(GeneralRecommender):
@@ -53,7 +65,9 @@ class PeterRec(GeneralRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         choices = options.check_choices(
-            config, {"peterrec_mode": MODES, "peterrec_insertion": INSERTIONS, "peterrec_user_vector": USER_VECTORS},
+            config,
+            {"peterrec_mode": MODES, "peterrec_insertion": INSERTIONS, "peterrec_user_vector": USER_VECTORS,
+             "peterrec_patch_init": PATCH_INITS},
             "PeterRec",
         )
         self.mode, self.insertion = choices["peterrec_mode"], choices["peterrec_insertion"]
@@ -127,14 +141,15 @@ class PeterRec(GeneralRecommender):
                     f"{self.channels} (default C/(4·cardinality) needs C divisible by {4 * cardinality})"
                 )
             for block in self.encoder.blocks:
-                block.add_patches(self.insertion, patch_size, cardinality)
+                block.add_patches(self.insertion, patch_size, cardinality, choices["peterrec_patch_init"])
 
         self.target_embedding = nn.Embedding(self.n_items, self.channels)
         trunc_normal_(self.target_embedding.weight.data)
 
         user_vector = choices["peterrec_user_vector"]
         if user_vector == "auto":
-            user_vector = ("last_item" if self.causal else "mean") if self.mode == "full" else "cls"
+            # FineAll: last source item (causal) / mean over all positions, padding included (GRec_TF_FineAll)
+            user_vector = ("last_item" if self.causal else "mean_with_padding") if self.mode == "full" else "cls"
         self.user_vector = user_vector
         self._freeze()
 
@@ -177,7 +192,9 @@ class PeterRec(GeneralRecommender):
         h = self.encoder(ids)
         if self.user_vector == "last_item":
             return h[:, -1]
-        return h.mean(dim=1)
+        if self.user_vector == "mean_with_padding":
+            return h.mean(dim=1)
+        return masked_mean(h, ids > 0)
 
     def calculate_loss(self, interaction):
         u = self.user_representation(interaction)

@@ -9,7 +9,10 @@ Follows the PeterRec spec (fajieyuan/SIGIR2020_peterrec, ``ops.py``):
 * model patch ``MP(y) = y + Σ_g Up_g(GELU_tanh(Down_g(y)))``, bottleneck ``C -> C/(4G) -> C`` with biases,
   weights truncated-normal std 0.02 (the up-projection is *not* zero-initialised: quirk P6);
 * patch insertion: ``serial`` (``c = MP(conv(x))``) or ``parallel`` (``c = conv(x) + MP(x)``, which keeps the
-  extra identity across each conv: quirk P5).
+  extra identity across each conv: quirk P5);
+* patch initialisation (not in the original): ``faithful`` as above, or ``near_identity``: the up-projection starts
+  at zero and the parallel branch adds only the bottleneck (no P5 identity), so at initialisation the patched encoder
+  computes exactly the pretrained one (the faithful parallel patch changes the hidden state by the order of 100 %).
 
 The encoder owns the item embedding (``V = n_items + 1`` rows: RecBole's items incl. the ``[PAD]`` row 0,
 which is a learned token as in the original's file-level padding (quirk P1), plus one extra row ``V-1`` that
@@ -24,6 +27,7 @@ from torch import nn
 from recbole_ext.errors import ConfigError
 
 INSERTIONS = ("serial", "parallel")
+PATCH_INITS = ("faithful", "near_identity")
 
 
 def trunc_normal_(tensor, std=0.02):
@@ -50,18 +54,44 @@ class DilatedConv(nn.Module):
 
 
 class ModelPatch(nn.Module):
-    """``MP(y) = y + Σ_g Up_g(GELU(Down_g(y)))`` (``get_mp``); ``cardinality`` groups of width ``patch_size``."""
+    """``MP(y) = y + Σ_g Up_g(GELU(Down_g(y)))`` (``get_mp``); ``cardinality`` groups of width ``patch_size``.
 
-    def __init__(self, channels, patch_size, cardinality=1):
+    ``identity=False`` drops the leading ``y`` (bottleneck only); ``zero_up=True`` starts every up-projection at
+    zero, so the bottleneck outputs exactly 0 at initialisation.
+    """
+
+    def __init__(self, channels, patch_size, cardinality=1, identity=True, zero_up=False):
         super().__init__()
+        self.identity = bool(identity)
         self.down = nn.ModuleList(nn.Linear(channels, patch_size) for _ in range(cardinality))
         self.up = nn.ModuleList(nn.Linear(patch_size, channels) for _ in range(cardinality))
         for layer in list(self.down) + list(self.up):
             trunc_normal_(layer.weight.data)
             nn.init.zeros_(layer.bias)
+        if zero_up:
+            for layer in self.up:
+                nn.init.zeros_(layer.weight)
+        # Saved with the weights: a checkpoint fine-tuned with one patch form refuses to load into the other
+        # (same shapes, different function), instead of silently computing something else.
+        self.register_buffer("keeps_input", torch.tensor(float(self.identity)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "keeps_input"
+        if not any(name.startswith(prefix) for name in state_dict):  # a backbone without patches: nothing to check
+            return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        saved = float(state_dict.get(key, torch.tensor(1.0)))  # patches saved before the option: faithful
+        if saved != float(self.identity):
+            raise ConfigError(
+                f"{prefix.rstrip('.')}: the checkpoint's parallel patches were trained "
+                f"{'with' if saved else 'without'} the identity term, this model is built "
+                f"{'with' if self.identity else 'without'} it — set peterrec_patch_init to the value the "
+                "checkpoint was fine-tuned with (near_identity drops it for parallel patches)"
+            )
+        state_dict[key] = torch.tensor(saved)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, y):
-        out = y
+        out = y if self.identity else torch.zeros_like(y)
         for down, up in zip(self.down, self.up):
             out = out + up(F.gelu(down(y), approximate="tanh"))
         return out
@@ -79,12 +109,16 @@ class ResidualBlock(nn.Module):
         self.insertion = None
         self.mp1 = self.mp2 = None
 
-    def add_patches(self, insertion, patch_size, cardinality=1):
-        """Two model patches, ``insertion`` one of :data:`INSERTIONS` (PeterRec checks its option)."""
+    def add_patches(self, insertion, patch_size, cardinality=1, init="faithful"):
+        """Two model patches; ``insertion`` one of :data:`INSERTIONS`, ``init`` one of :data:`PATCH_INITS`
+        (PeterRec checks both options). ``near_identity``: zero up-projection, and a parallel branch without the
+        P5 identity, so the block computes exactly what the pretrained block did until the patches train."""
         channels = self.layer_norm1.normalized_shape[0]
+        near_identity = init == "near_identity"
+        identity = not (near_identity and insertion == "parallel")  # serial MP needs y: c = conv(x) + bottleneck
         self.insertion = insertion
-        self.mp1 = ModelPatch(channels, patch_size, cardinality)
-        self.mp2 = ModelPatch(channels, patch_size, cardinality)
+        self.mp1 = ModelPatch(channels, patch_size, cardinality, identity=identity, zero_up=near_identity)
+        self.mp2 = ModelPatch(channels, patch_size, cardinality, identity=identity, zero_up=near_identity)
 
     def _conv(self, conv, patch, x):
         """``conv(x)`` with its model patch: after it (serial) or beside it (parallel); plain without patches."""
