@@ -127,8 +127,8 @@ def report(args, e2e, e2e_load, alone, alone_load):
     if not same:
         raise SystemExit(f"test metrics differ between batchings: {results}")
     body = (
-        f"ml-100k (943 users, 1682 items), torch threads {args.threads}; indicative timings: other jobs shared "
-        f"the 2-core machine.\n\n"
+        f"ml-100k (943 users, 1682 items), torch threads {args.threads}; the load averages below say whether "
+        f"other jobs shared the 2-core machine (above ~0.5: timings indicative only).\n\n"
         f"**End to end** — `run_recbole('BPR', 'ml-100k', [bpr_ml-100k.yaml (+ calitune_cp_ml-100k.yaml)], "
         f"{{'epochs': {args.epochs}}})`, validation every epoch, then the test; medians over {args.rounds} "
         f"interleaved rounds (the four runs in turn each round, after one untimed warm-up run); load average {e2e_load[0]} at the start, "
