@@ -4,6 +4,7 @@ import fcntl
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+# Resolved at import, before a benchmark changes directory: the command line a section records.
+SCRIPT = os.path.abspath(sys.argv[0])
 HEADER = "# Benchmarks\n\nEvery section below is written by the script it names; numbers are measured, not edited.\n"
 
 
@@ -42,7 +45,7 @@ def markdown_table(rows, columns):
 
 def write_section(name, body, command=None):
     """Replace (or append) the section ``name`` of BENCHMARKS.md with ``body``."""
-    command = command or "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    command = command or " ".join(["python", os.path.relpath(SCRIPT, ROOT)] + [shlex.quote(a) for a in sys.argv[1:]])
     section = (
         f"<!-- BEGIN {name} -->\n## {name}\n\nCommand: `{command}`  \nMachine: {machine_line()}\n\n"
         f"{body.strip()}\n<!-- END {name} -->\n"

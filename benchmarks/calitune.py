@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 import time
 
@@ -454,9 +453,7 @@ def main(argv=None):
     text = "\n".join(body)
     print(text)
     if not args.no_write:
-        # argv[0] relative to the start directory would be wrong after chdir(workdir): name the script from ROOT
-        command = " ".join(["python", os.path.relpath(os.path.abspath(__file__), ROOT)] + [shlex.quote(a) for a in sys.argv[1:]])
-        write_section("CaliTune", text, command=command)
+        write_section("CaliTune", text)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ NDCG@10 and the reference values are reported next to them. Results: BENCHMARKS.
 
 import argparse
 import os
-import shlex
 import sys
 
 import numpy as np
@@ -149,8 +148,7 @@ def main(argv=None):
     text = "\n".join(body)
     print(text)
     if not args.no_write:
-        command = " ".join(["python", os.path.relpath(os.path.abspath(__file__), ROOT)] + [shlex.quote(a) for a in sys.argv[1:]])
-        write_section("CaliTune: CP JSD gap to the reference", text, command=command)
+        write_section("CaliTune: CP JSD gap to the reference", text)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 import recbole_ext  # noqa: E402,F401
 from benchmarks._report import markdown_table, write_section  # noqa: E402
 from recbole_ext.config import Config  # noqa: E402
-from recbole_ext.data.dataloader import BlockedFullSortEvalDataLoader  # noqa: E402
+from recbole_ext.data.dataloader import with_recbole_batching  # noqa: E402
 from recbole_ext.quick_start import run_recbole, setup_run  # noqa: E402
 
 BPR_YAML = os.path.join(ROOT, "properties", "bpr_ml-100k.yaml")
@@ -79,22 +79,13 @@ def end_to_end(args, work):
 
 
 # ------------------------------------------------------------------------------------------ evaluation alone
-def recbole_batched(run, loader):
-    config, saved = run.config, run.config["eval_block_mb"]
-    config["eval_block_mb"] = 0
-    try:
-        return BlockedFullSortEvalDataLoader(config, loader._dataset, loader._sampler, shuffle=False)
-    finally:
-        config["eval_block_mb"] = saved
-
-
 def evaluation_alone(args, work):
     rows = []
     for name, model, files, extra in EVAL_MODELS:
         config = Config(model, "ml-100k", files, {**quiet(work), "epochs": args.eval_epochs, **extra}, cmd_args=[])
         run = setup_run(config)
         run.trainer.fit(run.train_data, saved=False)
-        loaders = {"RecBole": recbole_batched(run, run.test_data), "blocks": run.test_data}
+        loaders = {"RecBole": with_recbole_batching(run.test_data), "blocks": run.test_data}
         seconds, results = {key: [] for key in loaders}, {}
         for _ in range(args.eval_rounds):
             for key, loader in loaders.items():

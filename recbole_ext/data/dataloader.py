@@ -64,3 +64,14 @@ class BlockedFullSortEvalDataLoader(FullSortEvalDataLoader):
         if users != self.step:
             self.step = users
             self.set_batch_size(users if self.is_sequential else users * n_items)
+
+
+def with_recbole_batching(loader):
+    """The same split as ``loader`` (a :class:`BlockedFullSortEvalDataLoader`), batched as RecBole does
+    (``eval_block_mb: 0``): for side-by-side checks and benchmarks of the two batchings."""
+    config, saved = loader.config, loader.config["eval_block_mb"]
+    config["eval_block_mb"] = 0
+    try:
+        return BlockedFullSortEvalDataLoader(config, loader._dataset, loader._sampler, shuffle=False)
+    finally:
+        config["eval_block_mb"] = saved

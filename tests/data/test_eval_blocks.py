@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from recbole_ext.config import Config
-from recbole_ext.data.dataloader import BYTES_PER_CELL, MIB, BlockedFullSortEvalDataLoader, users_per_block
+from recbole_ext.data.dataloader import (
+    BYTES_PER_CELL, MIB, BlockedFullSortEvalDataLoader, users_per_block, with_recbole_batching,
+)
 from recbole_ext.errors import ConfigError
 from recbole_ext.quick_start import setup_run
 
@@ -29,16 +31,6 @@ def _run(model, quiet_config, train=True, **extra):
     else:  # evaluation only needs the training data collected (initial weights score as well)
         run.trainer.collect_train_data(run.train_data)
     return run
-
-
-def _recbole_batched(run, loader):
-    """The same split's loader with RecBole's batching (``eval_block_mb: 0``)."""
-    config, saved = run.config, run.config["eval_block_mb"]
-    config["eval_block_mb"] = 0
-    try:
-        return BlockedFullSortEvalDataLoader(config, loader._dataset, loader._sampler, shuffle=False)
-    finally:
-        config["eval_block_mb"] = saved
 
 
 def _evaluate(trainer, loader):
@@ -60,7 +52,7 @@ def _evaluate(trainer, loader):
 
 def _assert_same_evaluation(run):
     blocked = run.test_data
-    recbole = _recbole_batched(run, blocked)
+    recbole = with_recbole_batching(blocked)
     assert isinstance(blocked, BlockedFullSortEvalDataLoader)
     assert len(blocked) < len(recbole), "the test must compare different batchings"
     result_blocks, struct_blocks = _evaluate(run.trainer, blocked)
