@@ -1,10 +1,12 @@
 """The one place where recbole_ext patches RecBole 1.2.1 for today's stack (NumPy 2, pandas 3,
-SciPy >= 1.13, torch >= 2.6) — stack fixes only: it imports nothing of recbole_ext (layer 1).
+SciPy >= 1.13, torch >= 2.6) — stack fixes only: of recbole_ext it imports only the layer-0 parser
+(``recbole_ext.parsing``, for C17).
 
 Every patch names the RecBole function it fixes and why, is idempotent (applying twice changes
 nothing) and is applied once by :func:`apply` when ``recbole_ext`` is imported — before any
 ``Config`` is built. See ``shared/specs/recbole-plugin-and-compat.md`` §4 for the analysis; the ids
-C1 ... C13 below refer to it. ``PATCHES`` lists what was applied. What recbole_ext's own trainers do
+C1 ... C13 below refer to it; C14 ... C16 (RecBole's own checkpoints, ``recbole.quick_start``, pickled
+data files) are described in ``docs/recbole.md``. ``PATCHES`` lists what was applied. What recbole_ext's own trainers do
 differently from RecBole's (weights-only checkpoints, formerly C3; DDP on CPU, formerly C12) lives in
 their base class, :mod:`recbole_ext.trainer.trainer`.
 """
@@ -12,11 +14,14 @@ their base class, :mod:`recbole_ext.trainer.trainer`.
 import contextlib
 import functools
 import logging
+import pickle
 import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from recbole_ext.parsing import SafeYamlLoader, parse_value  # layer 0: the only recbole_ext import here
 
 PATCHES = []
 _MARK = "_recbole_ext_patched"
@@ -259,6 +264,31 @@ def _filter_warnings():
 
 
 # ---------------------------------------------------------------------------------------------
+# C17  recbole.config.configurator.Config._build_yaml_loader / _convert_config_dict: RecBole reads
+# YAML with yaml.FullLoader (``!!python/name`` imports modules named in a file) and ``eval``s every
+# string of config_dict and the command line. A RecBole user's own ``Config`` (recbole.quick_start)
+# gets recbole_ext's safe reading: no Python tags, literals only (recbole_ext.parsing, layer 0).
+# ---------------------------------------------------------------------------------------------
+def _patch_recbole_config_parsing():
+    from recbole.config.configurator import Config
+
+    if not _is_patched(Config._build_yaml_loader):
+        @_mark
+        def _build_yaml_loader(self):
+            return SafeYamlLoader
+
+        Config._build_yaml_loader = _build_yaml_loader
+    if not _is_patched(Config._convert_config_dict):
+        @_mark
+        def _convert_config_dict(self, config_dict):
+            return {key: parse_value(value) for key, value in config_dict.items()}
+
+        Config._convert_config_dict = _convert_config_dict
+    _register("C17 RecBole Config: safe YAML loader and literal-only parsing (nothing from a file or the "
+              "command line is executed)")
+
+
+# ---------------------------------------------------------------------------------------------
 # C13 — recbole.utils.utils.ensure_dir is "if not exists: os.makedirs", a race when several
 # processes of one multi-process run create log/<model>, saved/, ... at once (FileExistsError in
 # init_logger). Same function with exist_ok, in every module that imported it by name.
@@ -279,6 +309,392 @@ def _patch_ensure_dir():
     _register("C13 ensure_dir: exist_ok (processes of one run create the same folders)")
 
 
+# ---------------------------------------------------------------------------------------------
+# C14 — torch >= 2.6: torch.load is weights-only by default, and RecBole 1.2.1 writes checkpoints
+# it refuses: recbole.trainer.trainer.Trainer._save_checkpoint (pickle protocol 4 + the whole
+# Config object), PretrainTrainer.save_pretrained_model and DecisionTreeTrainer._save_checkpoint
+# (the Config object), NeuMF.dump_parameters (the whole pickled model). Every load then fails:
+# Trainer.evaluate(load_best_model=True) (the end of every run_recbole), Trainer.resume_checkpoint,
+# and the pretrained-weight loads in S3Rec.__init__, NeuMF.load_pretrain, ConvNCF.__init__,
+# NAIS._load_pretrain, RaCT.__init__ and KD_DAGFM.__init__. Turning weights_only off would run
+# whatever a downloaded .pth holds. Instead, in those modules `torch` becomes a proxy whose
+#   save writes what weights-only loading reads: the Config as plain values ("config": its final
+#        values, "external_config": what the user gave, from which load_data_and_model rebuilds
+#        it), other_parameter's NumPy / SciPy values as tagged tensors, a model as its state_dict
+#        (what NeuMF.load_pretrain reads), the default pickle protocol;
+#   load is torch.load(weights_only=True) with NO allow-list, decoding other_parameter; a file it
+#        refuses (written by RecBole without recbole_ext, or anything else pickled) raises
+#        UnsafeCheckpointError saying why and what to do.
+# ---------------------------------------------------------------------------------------------
+CHECKPOINT_FORMAT = "recbole_ext.recbole_checkpoint"  # marks files written through the proxy
+_TAG = "__recbole_ext_type__"  # the same tags as recbole_ext.checkpoint.encode
+TORCH_LOAD_MODULES = (
+    "recbole.trainer.trainer",
+    "recbole.model.sequential_recommender.s3rec",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+)
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint that only full unpickling (which can run code from the file) could read."""
+
+
+def plain_value(value):
+    """``value`` as built-in Python values (enums by name, devices and unknown objects as text)."""
+    import enum
+
+    import torch
+
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    for kind in (bool, int, float, str):  # exact built-ins (subclasses are not weights-only safe)
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
+    return str(value) if isinstance(value, torch.device) else repr(value)
+
+
+def _encode(value):
+    """Tensors and plain containers for what RecBole's models keep in ``other_parameter``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, torch.nn.Module):  # its weights are in the model's state_dict already
+        return {_TAG: "module_state", "state_dict": {k: v.detach().cpu() for k, v in value.state_dict().items()}}
+    if sp.issparse(value):
+        csr = sp.csr_matrix(value)
+        return {_TAG: "scipy_sparse", "format": value.format, "shape": list(csr.shape),
+                "data": torch.from_numpy(np.ascontiguousarray(csr.data)),
+                "indices": torch.from_numpy(csr.indices.astype(np.int64)),
+                "indptr": torch.from_numpy(csr.indptr.astype(np.int64))}
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return {_TAG: "numpy_object", "shape": list(value.shape), "items": [_encode(v) for v in value.ravel()]}
+    if isinstance(value, np.ndarray):
+        tag = "numpy_matrix" if isinstance(value, np.matrix) else "numpy"
+        return {_TAG: tag, "value": torch.from_numpy(np.ascontiguousarray(np.asarray(value)).copy())}
+    if isinstance(value, dict):
+        return {k if isinstance(k, (int, str)) else str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return plain_value(value)
+
+
+def _decode(value):
+    """Inverse of :func:`_encode` (a module's state decodes to its state_dict)."""
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag == "numpy":
+        return value["value"].numpy()
+    if tag == "numpy_matrix":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            return np.matrix(value["value"].numpy())
+    if tag == "numpy_object":
+        array = np.empty(len(value["items"]), dtype=object)
+        array[:] = [_decode(v) for v in value["items"]]
+        return array.reshape(value["shape"])
+    if tag == "scipy_sparse":
+        matrix = sp.csr_matrix((value["data"].numpy(), value["indices"].numpy(), value["indptr"].numpy()),
+                               shape=tuple(value["shape"]))
+        return matrix.asformat(value["format"])
+    if tag == "module_state":
+        return value["state_dict"]
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def _decode_other_parameter(other):
+    """other_parameter for ``model.load_other_parameter``: a sub-module's entry is left out (RecBole's
+    load_other_parameter would assign a dict in its place; its weights come with the state_dict)."""
+    if not isinstance(other, dict):
+        return other
+    return {k: _decode(v) for k, v in other.items() if not (isinstance(v, dict) and v.get(_TAG) == "module_state")}
+
+
+def weights_only_state(obj):
+    """What RecBole saves, in a form ``torch.load(weights_only=True)`` reads without an allow-list
+    (see C14). Also converts a checkpoint loaded from a file the caller trusts."""
+    import torch
+    from recbole.config import Config
+
+    if isinstance(obj, torch.nn.Module):  # NeuMF.dump_parameters: the state_dict load_pretrain reads
+        return {k: v.detach().cpu() for k, v in obj.state_dict().items()}
+    if not isinstance(obj, dict) or "config" not in obj:
+        return obj
+    state = dict(obj)
+    config = state["config"]
+    if isinstance(config, Config):
+        state["config"] = plain_value(config.final_config_dict)
+        state["external_config"] = plain_value(getattr(config, "external_config_dict", {}))
+    if "other_parameter" in state:
+        state["other_parameter"] = _encode(state["other_parameter"])
+    for key in ("epoch", "cur_step", "best_valid_score"):
+        if key in state:
+            state[key] = plain_value(state[key])
+    state["format"] = CHECKPOINT_FORMAT
+    return state
+
+
+def safe_load(f, map_location=None, **kwargs):
+    """``torch.load(f, weights_only=True)`` (no allow-list; a ``weights_only`` argument is ignored) with
+    other_parameter decoded; :class:`UnsafeCheckpointError` for what only full unpickling could read."""
+    import torch
+
+    kwargs.pop("weights_only", None)
+    try:
+        checkpoint = torch.load(f, map_location=map_location, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f"{f} holds pickled Python objects, which recbole_ext does not load (unpickling can run code "
+            "from the file). Stock RecBole saves its whole Config this way: re-train (or re-run the "
+            "pretraining) after `import recbole_ext`, whose patched RecBole trainers write weights-only "
+            "files; a file you trust can be converted once, see docs/recbole.md"
+        ) from err
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT:
+        checkpoint["other_parameter"] = _decode_other_parameter(checkpoint.get("other_parameter"))
+    return checkpoint
+
+
+class _TorchProxy:
+    """Forwards everything to torch, except ``load`` (:func:`safe_load`) and ``save`` (:func:`weights_only_state`)."""
+
+    _recbole_ext_patched = True
+
+    def __init__(self, module):
+        object.__setattr__(self, "_module", module)
+
+    def __getattr__(self, name):
+        value = getattr(self._module, name)
+        object.__setattr__(self, name, value)  # found once, then a plain attribute (hot paths)
+        return value
+
+    @staticmethod
+    def load(f, map_location=None, **kwargs):
+        return safe_load(f, map_location=map_location, **kwargs)
+
+    def save(self, obj, f, *args, **kwargs):
+        kwargs.pop("pickle_protocol", None)  # protocol 4 is what weights-only loading cannot read
+        return self._module.save(weights_only_state(obj), f, *args, **kwargs)
+
+
+def _patch_checkpoint_loads():
+    import importlib
+
+    import torch
+
+    for name in TORCH_LOAD_MODULES:
+        module = importlib.import_module(name)
+        if not isinstance(module.torch, _TorchProxy):
+            module.torch = _TorchProxy(torch)
+    _register("C14 RecBole checkpoints & pretrained weights: weights-only save and load")
+
+
+# ---------------------------------------------------------------------------------------------
+# C15 — recbole.quick_start imports `ray.tune` at module level (quick_start.py:20), used only by
+# objective_function (tune.report): without Ray, `from recbole.quick_start import run_recbole`
+# fails. The module is imported here with a lazy `tune` (real Ray Tune on first use; without it an
+# ImportError naming the extra), so Ray is neither needed nor imported before a search runs.
+# recbole.quick_start.load_data_and_model reads its checkpoint with a bare torch.load (C14):
+# replaced by the same steps on safe_load, the Config rebuilt from the checkpoint's plain values.
+# ---------------------------------------------------------------------------------------------
+RAY_MISSING = (
+    "recbole.quick_start's hyper-parameter search (objective_function, run_hyper.py) runs on Ray Tune, "
+    "which is not installed: pip install -r requirements-tune.txt   (or: pip install -e .[tune])"
+)
+
+
+class _LazyTune:
+    """``ray.tune``, imported on first attribute access."""
+
+    _recbole_ext_patched = True
+
+    def __getattr__(self, name):
+        try:
+            from ray import tune
+        except ImportError as err:
+            raise ImportError(RAY_MISSING) from err
+        return getattr(tune, name)
+
+
+@contextlib.contextmanager
+def _ray_stand_in():
+    """While recbole.quick_start is imported: `ray` / `ray.tune` stand-ins (restored afterwards)."""
+    import sys
+    import types
+
+    names = ("ray", "ray.tune")
+    saved = {name: sys.modules[name] for name in names if name in sys.modules}
+    ray = types.ModuleType("ray")
+    ray.tune = _LazyTune()
+    sys.modules["ray"], sys.modules["ray.tune"] = ray, ray.tune
+    try:
+        yield
+    finally:
+        for name in names:
+            if name in saved:
+                sys.modules[name] = saved[name]
+            else:
+                sys.modules.pop(name, None)
+
+
+def _import_quick_start():
+    import importlib
+    import sys
+
+    name = "recbole.quick_start.quick_start"
+    if name in sys.modules or sys.modules.get("ray") is not None:  # Ray already loaded: the real import
+        return importlib.import_module(name)
+    with _ray_stand_in():
+        return importlib.import_module(name)
+
+
+def rebuild_config(checkpoint, path=""):
+    """RecBole's ``Config`` of a C14 checkpoint, rebuilt from what the user gave (``external_config``;
+    this command line is ignored). Warns about final values that differ from the saved ones."""
+    import sys
+
+    from recbole.config import Config
+
+    saved, external = checkpoint.get("config"), checkpoint.get("external_config")
+    if not isinstance(saved, dict) or external is None:
+        raise UnsafeCheckpointError(f"{path} records no configuration RecBole's Config can be rebuilt from")
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=dict(external))
+    finally:
+        sys.argv = argv
+    differing = sorted(k for k, v in saved.items() if k != "device" and plain_value(config[k]) != v)
+    if differing:
+        message = f"{path}: the rebuilt configuration differs from the saved one in {differing} (other defaults?)"
+        logging.getLogger().warning(message)
+        warnings.warn(message, stacklevel=2)
+    return config
+
+
+@_mark
+def load_data_and_model(model_file):
+    """recbole.quick_start.load_data_and_model on :func:`safe_load` and :func:`rebuild_config`."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_logger, init_seed
+
+    checkpoint = safe_load(model_file, map_location="cpu")
+    config = rebuild_config(checkpoint, model_file)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = logging.getLogger()
+    logger.info(config)
+    dataset = create_dataset(config)
+    logger.info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+def _ray_first(objective_function):
+    """objective_function reports to Tune after training: without Ray, say so before training."""
+
+    @functools.wraps(objective_function)
+    def wrapper(*args, **kwargs):
+        try:
+            import ray.tune  # noqa: F401
+        except ImportError as err:
+            raise ImportError(RAY_MISSING) from err
+        return objective_function(*args, **kwargs)
+
+    return _mark(wrapper)
+
+
+def _patch_quick_start():
+    import importlib
+
+    module = _import_quick_start()
+    package = importlib.import_module("recbole.quick_start")
+    if not _is_patched(module.load_data_and_model):
+        module.load_data_and_model = package.load_data_and_model = load_data_and_model
+    if not _is_patched(module.objective_function):
+        module.objective_function = package.objective_function = _ray_first(module.objective_function)
+    _register("C15 recbole.quick_start: importable without Ray; load_data_and_model weights-only")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# C16 — RecBole caches the filtered dataset and the split dataloaders as plain pickles
+# (Dataset.save, recbole.data.utils.save_split_dataloaders; save_dataset / save_dataloaders) and
+# unpickles whatever file sits at dataset_save_path / dataloaders_save_path or the default name
+# in checkpoint_dir (recbole.data.utils.create_dataset, load_split_dataloaders): code from a file.
+# Refused: in recbole.data.utils `pickle.load` raises UnsafeCheckpointError naming the alternative;
+# the two savers write nothing (with a warning), so that a later run never meets a file to refuse.
+# Both are rebuilt from the atomic files instead: with the same seed, the same data and split.
+# ---------------------------------------------------------------------------------------------
+PICKLE_REFUSED = (
+    "RecBole's saved datasets and dataloaders are pickles, which recbole_ext neither writes nor loads "
+    "(unpickling can run code from the file). Delete {path} and set save_dataset / save_dataloaders: False "
+    "(dataset_save_path / dataloaders_save_path: ~): they are rebuilt from the atomic files — with the same "
+    "seed, the same data and split"
+)
+
+
+class _PickleProxy:
+    """Forwards everything to pickle, except ``load`` (refused)."""
+
+    _recbole_ext_patched = True
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def load(self, file, *args, **kwargs):
+        raise UnsafeCheckpointError(PICKLE_REFUSED.format(path=getattr(file, "name", file)))
+
+
+def _skip_pickle_save(what):
+    message = (f"not saved: {what} (save_dataset / save_dataloaders) would be a pickle, which recbole_ext "
+               "never loads; it is rebuilt from the atomic files")
+    logging.getLogger().warning(message)
+    warnings.warn(message, stacklevel=3)
+
+
+@_mark
+def save_split_dataloaders(config, dataloaders):
+    _skip_pickle_save(f"the split dataloaders of {config['model']} on {config['dataset']}")
+
+
+@_mark
+def _save_dataset(self):
+    _skip_pickle_save(f"the filtered dataset {self.dataset_name}")
+
+
+def _patch_pickled_data():
+    import recbole.data as data_package
+    import recbole.data.utils as data_utils
+    from recbole.data.dataset.dataset import Dataset
+
+    if not isinstance(data_utils.pickle, _PickleProxy):
+        data_utils.pickle = _PickleProxy(pickle)
+    data_utils.save_split_dataloaders = data_package.save_split_dataloaders = save_split_dataloaders
+    if not _is_patched(Dataset.save):
+        Dataset.save = _save_dataset
+    _register("C16 RecBole's pickled dataset / dataloader files: not written, refused on loading")
+
 def apply():
     """Apply every patch (idempotent). Called by ``import recbole_ext``."""
     _patch_numpy_aliases()
@@ -288,6 +704,10 @@ def apply():
     _patch_fill_nan()
     _patch_series_agg_len()
     _patch_ensure_dir()
+    _patch_checkpoint_loads()
+    _patch_quick_start()
+    _patch_pickled_data()
+    _patch_recbole_config_parsing()
     _filter_warnings()
     logging.getLogger(__name__).debug("recbole_ext compat patches: %s", PATCHES)
     return list(PATCHES)

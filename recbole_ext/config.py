@@ -11,7 +11,6 @@ layer knows and that looks like a misspelling of a known key stops the run (``cu
 one's own keys), and nonsensical values (:func:`check_values`) are refused.
 """
 
-import ast
 import difflib
 import logging
 import math
@@ -26,6 +25,7 @@ from recbole.evaluator import metric_types
 
 from recbole_ext import distributed, options, registry
 from recbole_ext.errors import ConfigError, UnknownNameError
+from recbole_ext.parsing import SafeYamlLoader, parse_value  # noqa: F401  (re-exported: recbole_ext.config.parse_value)
 
 BUNDLED_DATASETS = {"ml-100k"}
 logger = logging.getLogger(__name__)
@@ -35,42 +35,8 @@ def running_under_pytest():
     return "PYTEST_CURRENT_TEST" in os.environ or os.path.basename(sys.argv[0]).startswith(("pytest", "py.test"))
 
 
-# --- safe parsing ---------------------------------------------------------------------------------
-class SafeYamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no ``!!python/...`` tags) with RecBole's float resolver, so that ``1e-3`` is
-    a float as in RecBole. A subclass: the global ``yaml.SafeLoader`` / ``FullLoader`` are left alone."""
-
-
-SafeYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-            |\.[0-9_]+(?:[eE][-+][0-9]+)?
-            |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-_VALUE_TYPES = (str, int, float, list, tuple, dict, bool)
+# --- safe parsing (recbole_ext.parsing) ------------------------------------------------------------
 _KEY_EQUALS_VALUE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*=\s*(.*?)\s*$")
-
-
-def parse_value(text):
-    """A configuration string (command line, ``config_dict``, checkpoint, params file) as a value, without
-    executing anything: a Python literal (number, list, tuple, dict, ``None``, ``True``/``False``, quoted
-    string) through ``ast.literal_eval``, then RecBole's words ``true``/``false``, else the string itself.
-    Non-strings are returned unchanged."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return {"true": True, "false": False}.get(text.strip().lower(), text)
-    return value if value is None or isinstance(value, _VALUE_TYPES) else text
 
 
 def read_config_file(path):

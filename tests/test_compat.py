@@ -1,4 +1,4 @@
-"""Regression tests for each compatibility patch in recbole_ext.compat (C1-C8)."""
+"""Regression tests for each compatibility patch in recbole_ext.compat (C1-C16)."""
 
 import collections
 import os
@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import pytest
 import torch
+import yaml
 
 from recbole_ext import compat
 from recbole_ext.config import Config
@@ -164,3 +166,101 @@ def test_ext_collector_topk_equals_recbole_collector(quiet_config):
     for key in ("rec.items", "rec.topk", "rec.meanrank"):
         a, b = ours.data_struct.get(key), theirs.data_struct.get(key)
         assert a.dtype == b.dtype and torch.equal(a, b), key
+
+
+def test_c14_recbole_torch_load_sites_are_weights_only_and_idempotent(run_dir):
+    import importlib
+
+    compat.apply()
+    for name in compat.TORCH_LOAD_MODULES:
+        proxy = importlib.import_module(name).torch
+        assert isinstance(proxy, compat._TorchProxy) and proxy._module is torch  # not wrapped twice
+        assert proxy.cat is torch.cat and proxy.nn is torch.nn  # everything else is torch
+    other = {
+        "dense": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "matrix": np.matrix([[1.0, 2.0]]),
+        "sparse": sp.csr_matrix(np.array([[0.0, 2.0], [3.0, 0.0]])).tocoo(),
+        "ragged": np.array([np.array([1, 2]), np.array([3])], dtype=object),
+        "count": np.int64(7),
+        "tensor": torch.ones(2),
+        "layer": torch.nn.Linear(2, 2),
+    }
+    proxy = importlib.import_module("recbole.trainer.trainer").torch
+    proxy.save({"config": {"model": "X"}, "state_dict": {}, "other_parameter": other}, "c.pth", pickle_protocol=4)
+    torch.load("c.pth", weights_only=True)  # readable without an allow-list
+    back = proxy.load("c.pth")["other_parameter"]
+    assert back["dense"].dtype == np.float32 and np.array_equal(back["dense"], other["dense"])
+    assert isinstance(back["matrix"], np.matrix) and np.array_equal(back["matrix"], other["matrix"])
+    assert back["sparse"].format == "coo" and np.array_equal(back["sparse"].toarray(), other["sparse"].toarray())
+    assert [list(x) for x in back["ragged"]] == [[1, 2], [3]]
+    assert back["count"] == 7 and torch.equal(back["tensor"], other["tensor"])
+    assert "layer" not in back  # a sub-module's weights come with the state_dict, not load_other_parameter
+
+
+def test_c15_recbole_quick_start_patched_once_and_tune_is_lazy():
+    import recbole.quick_start as package
+    import recbole.quick_start.quick_start as module
+
+    compat.apply()
+    assert package.load_data_and_model is compat.load_data_and_model is module.load_data_and_model
+    assert compat._is_patched(module.objective_function) and package.objective_function is module.objective_function
+    assert isinstance(module.tune, compat._LazyTune) or module.tune.__name__ == "ray.tune"
+
+
+class _OpensFile:
+    """Unpickling this creates a file: the stand-in for code run from a pickle."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_c16_recbole_pickled_data_files_not_written_and_refused(run_dir, quiet_config, monkeypatch):
+    import sys
+
+    import pytest
+    from recbole.config import Config as RecBoleConfig
+    from recbole.data import create_dataset as recbole_create_dataset
+    from recbole.data import data_preparation as recbole_data_preparation
+
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
+    keys = dict(quiet_config, save_dataset=True, save_dataloaders=True)
+    config = RecBoleConfig(model="BPR", dataset="ml-100k", config_dict=keys)
+    with pytest.warns(UserWarning, match="not saved"):
+        recbole_data_preparation(config, recbole_create_dataset(config))
+    assert not os.path.exists("saved") or os.listdir("saved") == []  # no pickle to meet later
+    import pickle
+
+    marker = os.path.abspath("code-ran")
+    os.makedirs("saved", exist_ok=True)
+    for name in ("ml-100k-Dataset.pth", "ml-100k-for-BPR-dataloader.pth"):  # RecBole's default names
+        with open(os.path.join("saved", name), "wb") as f:
+            pickle.dump(_OpensFile(marker), f)
+    with pytest.raises(compat.UnsafeCheckpointError, match="ml-100k-Dataset.pth"):
+        recbole_create_dataset(config)
+    os.remove(os.path.join("saved", "ml-100k-Dataset.pth"))
+    with pytest.raises(compat.UnsafeCheckpointError, match="dataloader.pth"):
+        recbole_data_preparation(config, recbole_create_dataset(config))
+    assert not os.path.exists(marker)
+
+
+def test_c17_recbole_config_executes_nothing_from_files_or_the_command_line(tmp_path, monkeypatch):
+    """RecBole's own Config (a RecBole user's script) reads YAML safely and parses strings as literals."""
+    from recbole.config import Config as RecBoleConfig
+
+    assert "C17" in " ".join(compat.PATCHES)
+    compat.apply()  # twice: no change
+    marker = tmp_path / "ran"
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text(f'epochs: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(yaml.YAMLError):
+        RecBoleConfig("BPR", "ml-100k", config_file_list=[str(bad_yaml)])
+    monkeypatch.setattr("sys.argv", ["x", f"--learning_rate=__import__('os').system('touch {marker}')",
+                                     "--epochs=3", "--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}}", "--reproducibility=false"])
+    config = RecBoleConfig("BPR", "ml-100k", config_dict={"topk": "[5, 10]"})
+    assert not marker.exists()
+    assert config["learning_rate"].startswith("__import__")  # kept as text, never evaluated
+    assert config["epochs"] == 3 and config["topk"] == [5, 10] and config["reproducibility"] is False
+    assert config["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}

@@ -96,6 +96,12 @@ class ExtTrainerMixin:
         if verbose and self.is_main_process:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def save_pretrained_model(self, epoch, saved_model_file):
+        """RecBole's PretrainTrainer (S3Rec, RaCT): the pretraining file is one of our checkpoints, so that the
+        pretrain run's own test evaluation reloads it (the fine-tune run reads its ``state_dict``)."""
+        self._save_checkpoint(epoch, verbose=False, saved_model_file=saved_model_file)
+        self.saved_model_file = saved_model_file
+
     def rng_generators(self):
         """The generators a checkpoint records besides the global ones: the training loader's shuffle."""
         generator = getattr(self._train_data, "generator", None)
