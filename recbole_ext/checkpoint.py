@@ -22,7 +22,6 @@ Files are written atomically by :func:`recbole_ext.io.atomic_torch_save` (a temp
 place), so a crash never leaves a half-written checkpoint behind.
 """
 
-import enum
 import os
 import pickle
 import random
@@ -32,115 +31,20 @@ import zipfile
 from logging import getLogger
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from recbole_ext.distributed import LAUNCH_KEYS
+from recbole_ext.codec import decode, encode, plain  # noqa: F401  (encode/decode re-exported)
 from recbole_ext.errors import CheckpointError
 
 FORMAT_NAME = "recbole_ext.checkpoint"
 FORMAT_VERSION = 2  # 2: meta.split_fingerprint and rng
-_TAG = "__recbole_ext_type__"
-
-
-# --------------------------------------------------------------------------------------------
-# encoding of non-tensor values into weights-only-loadable containers
-# --------------------------------------------------------------------------------------------
-def encode(value):
-    """Turn ``value`` into tensors / plain containers that the weights-only unpickler accepts."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, torch.nn.Module):
-        return {_TAG: "module_state", "state_dict": {k: v.cpu() for k, v in value.state_dict().items()}}
-    if sp.issparse(value):
-        csr = sp.csr_matrix(value)
-        return {
-            _TAG: "scipy_sparse",
-            "format": value.format,
-            "shape": list(csr.shape),
-            "data": torch.from_numpy(np.ascontiguousarray(csr.data)),
-            "indices": torch.from_numpy(csr.indices.astype(np.int64)),
-            "indptr": torch.from_numpy(csr.indptr.astype(np.int64)),
-        }
-    if isinstance(value, np.matrix):
-        return {_TAG: "numpy_matrix", "value": torch.from_numpy(np.asarray(value).copy())}
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise CheckpointError(
-                "cannot store a NumPy object array in a weights-only checkpoint; "
-                "convert it to a numeric array or a list first"
-            )
-        return {_TAG: "numpy", "value": torch.from_numpy(np.ascontiguousarray(value).copy())}
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, enum.Enum):
-        return {_TAG: "enum", "name": value.name, "class": type(value).__name__}
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, (int, str)) else k: encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return _builtin(value)
-    # Anything else (callables, custom classes) has no safe representation: keep its text.
-    return repr(value)
-
-
-def decode(value):
-    """Inverse of :func:`encode` for arrays and sparse matrices (enums stay names)."""
-    if isinstance(value, dict):
-        tag = value.get(_TAG)
-        if tag == "numpy":
-            return value["value"].numpy()
-        if tag == "numpy_matrix":
-            with warnings.catch_warnings():  # np.matrix is deprecated, but it is what the model stored
-                warnings.simplefilter("ignore", PendingDeprecationWarning)
-                return np.matrix(value["value"].numpy())
-        if tag == "scipy_sparse":
-            matrix = sp.csr_matrix(
-                (value["data"].numpy(), value["indices"].numpy(), value["indptr"].numpy()),
-                shape=tuple(value["shape"]),
-            )
-            return matrix.asformat(value["format"])
-        if tag == "module_state":
-            return value["state_dict"]
-        if tag == "enum":
-            return value["name"]
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
 
 
 def plain_config(config):
     """The final configuration of a RecBole ``Config`` as plain, JSON-friendly values."""
     final = getattr(config, "final_config_dict", config)
-    return {k: _plain(v) for k, v in final.items()}
-
-
-def _plain(value):
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return _builtin(value)
-    return repr(value)
-
-
-def _builtin(value):
-    """The exact built-in type (subclasses such as torch's TorchVersion are not weights-only safe)."""
-    for kind in (bool, int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return value
+    return {k: plain(v) for k, v in final.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +103,7 @@ def build_state(trainer, epoch):
             "model": config["model"],
             "dataset": config["dataset"],
             "trainer": type(trainer).__name__,
-            "split_fingerprint": _plain(config["split_fingerprint"]),
+            "split_fingerprint": plain(config["split_fingerprint"]),
         },
         "config": plain_config(config),
         # without the per-process launch keys (local_rank, world_size, ...): a checkpoint written by a
@@ -210,7 +114,7 @@ def build_state(trainer, epoch):
         "epoch": int(epoch),
         "cur_step": int(trainer.cur_step),
         "best_valid_score": float(best) if best is not None else None,
-        "best_valid_result": _plain(_best_valid_result(trainer)),
+        "best_valid_result": plain(_best_valid_result(trainer)),
         "state_dict": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
         "other_parameter": encode(_model_state(trainer.model)),
         "optimizer": trainer.optimizer.state_dict() if getattr(trainer, "optimizer", None) else None,

@@ -1,6 +1,6 @@
 """The one place where recbole_ext patches RecBole 1.2.1 for today's stack (NumPy 2, pandas 3,
 SciPy >= 1.13, torch >= 2.6) — stack fixes only: of recbole_ext it imports only the layer-0 parser
-(``recbole_ext.parsing``, for C17).
+(``recbole_ext.parsing`` for C17, ``recbole_ext.codec`` for C14).
 
 Every patch names the RecBole function it fixes and why, is idempotent (applying twice changes
 nothing) and is applied once by :func:`apply` when ``recbole_ext`` is imported — before any
@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recbole_ext.parsing import SafeYamlLoader, parse_value  # layer 0: the only recbole_ext import here
+from recbole_ext.codec import TAG, decode, encode, plain  # layer 0: the weights-only value codec (C14)
+from recbole_ext.parsing import SafeYamlLoader, parse_value  # layer 0
 
 PATCHES = []
 _MARK = "_recbole_ext_patched"
@@ -327,7 +328,6 @@ def _patch_ensure_dir():
 #        UnsafeCheckpointError saying why and what to do.
 # ---------------------------------------------------------------------------------------------
 CHECKPOINT_FORMAT = "recbole_ext.recbole_checkpoint"  # marks files written through the proxy
-_TAG = "__recbole_ext_type__"  # the same tags as recbole_ext.checkpoint.encode
 TORCH_LOAD_MODULES = (
     "recbole.trainer.trainer",
     "recbole.model.sequential_recommender.s3rec",
@@ -343,86 +343,12 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint that only full unpickling (which can run code from the file) could read."""
 
 
-def plain_value(value):
-    """``value`` as built-in Python values (enums by name, devices and unknown objects as text)."""
-    import enum
-
-    import torch
-
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(k): plain_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_value(v) for v in value]
-    for kind in (bool, int, float, str):  # exact built-ins (subclasses are not weights-only safe)
-        if isinstance(value, kind):
-            return kind(value)
-    if value is None:
-        return None
-    return str(value) if isinstance(value, torch.device) else repr(value)
-
-
-def _encode(value):
-    """Tensors and plain containers for what RecBole's models keep in ``other_parameter``."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, torch.nn.Module):  # its weights are in the model's state_dict already
-        return {_TAG: "module_state", "state_dict": {k: v.detach().cpu() for k, v in value.state_dict().items()}}
-    if sp.issparse(value):
-        csr = sp.csr_matrix(value)
-        return {_TAG: "scipy_sparse", "format": value.format, "shape": list(csr.shape),
-                "data": torch.from_numpy(np.ascontiguousarray(csr.data)),
-                "indices": torch.from_numpy(csr.indices.astype(np.int64)),
-                "indptr": torch.from_numpy(csr.indptr.astype(np.int64))}
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        return {_TAG: "numpy_object", "shape": list(value.shape), "items": [_encode(v) for v in value.ravel()]}
-    if isinstance(value, np.ndarray):
-        tag = "numpy_matrix" if isinstance(value, np.matrix) else "numpy"
-        return {_TAG: tag, "value": torch.from_numpy(np.ascontiguousarray(np.asarray(value)).copy())}
-    if isinstance(value, dict):
-        return {k if isinstance(k, (int, str)) else str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return plain_value(value)
-
-
-def _decode(value):
-    """Inverse of :func:`_encode` (a module's state decodes to its state_dict)."""
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    tag = value.get(_TAG)
-    if tag == "numpy":
-        return value["value"].numpy()
-    if tag == "numpy_matrix":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            return np.matrix(value["value"].numpy())
-    if tag == "numpy_object":
-        array = np.empty(len(value["items"]), dtype=object)
-        array[:] = [_decode(v) for v in value["items"]]
-        return array.reshape(value["shape"])
-    if tag == "scipy_sparse":
-        matrix = sp.csr_matrix((value["data"].numpy(), value["indices"].numpy(), value["indptr"].numpy()),
-                               shape=tuple(value["shape"]))
-        return matrix.asformat(value["format"])
-    if tag == "module_state":
-        return value["state_dict"]
-    return {k: _decode(v) for k, v in value.items()}
-
-
 def _decode_other_parameter(other):
     """other_parameter for ``model.load_other_parameter``: a sub-module's entry is left out (RecBole's
     load_other_parameter would assign a dict in its place; its weights come with the state_dict)."""
     if not isinstance(other, dict):
         return other
-    return {k: _decode(v) for k, v in other.items() if not (isinstance(v, dict) and v.get(_TAG) == "module_state")}
+    return {k: decode(v) for k, v in other.items() if not (isinstance(v, dict) and v.get(TAG) == "module_state")}
 
 
 def weights_only_state(obj):
@@ -438,13 +364,13 @@ def weights_only_state(obj):
     state = dict(obj)
     config = state["config"]
     if isinstance(config, Config):
-        state["config"] = plain_value(config.final_config_dict)
-        state["external_config"] = plain_value(getattr(config, "external_config_dict", {}))
+        state["config"] = plain(config.final_config_dict)
+        state["external_config"] = plain(getattr(config, "external_config_dict", {}))
     if "other_parameter" in state:
-        state["other_parameter"] = _encode(state["other_parameter"])
+        state["other_parameter"] = encode(state["other_parameter"], object_arrays=True)
     for key in ("epoch", "cur_step", "best_valid_score"):
         if key in state:
-            state[key] = plain_value(state[key])
+            state[key] = plain(state[key])
     state["format"] = CHECKPOINT_FORMAT
     return state
 
@@ -577,7 +503,7 @@ def rebuild_config(checkpoint, path=""):
         config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=dict(external))
     finally:
         sys.argv = argv
-    differing = sorted(k for k, v in saved.items() if k != "device" and plain_value(config[k]) != v)
+    differing = sorted(k for k, v in saved.items() if k != "device" and plain(config[k]) != v)
     if differing:
         message = f"{path}: the rebuilt configuration differs from the saved one in {differing} (other defaults?)"
         logging.getLogger().warning(message)
