@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-tune demo test test-slow test-pandas3 clean readme
+.PHONY: install install-tune install-zoo demo test test-zoo test-slow test-pandas3 clean readme
 
 install: $(STAMP)
 
@@ -25,11 +25,23 @@ $(TUNE_STAMP): $(STAMP) requirements-tune.txt
 	$(PY) -m pip install -q -r requirements-tune.txt
 	touch $(TUNE_STAMP)
 
+# The optional model-zoo extra (faiss, lightgbm, xgboost, hyperopt: wheels only); `make test-zoo` runs every
+# RecBole model for one epoch (tests/test_model_zoo.py, marker `zoo`, its own CI step) with it.
+ZOO_STAMP := $(VENV)/.installed-zoo
+install-zoo: $(ZOO_STAMP)
+
+$(ZOO_STAMP): $(STAMP) requirements-zoo.txt
+	$(PY) -m pip install -q -r requirements-zoo.txt
+	touch $(ZOO_STAMP)
+
 demo: install
 	$(PY) -m recbole_ext.demo
 
 test: install install-tune
 	$(PY) -m pytest -q
+
+test-zoo: install install-zoo
+	$(PY) -m pytest -q -m zoo tests/test_model_zoo.py
 
 test-slow: install
 	$(PY) -m pytest -q -m slow

@@ -29,5 +29,11 @@ setup(
         "matplotlib",
     ],
     # run_hyper.py (parallel hyper-parameter search): pip install -e .[tune] / -r requirements-tune.txt
-    extras_require={"tune": ["ray[tune]>=2.40"]},
+    # RecBole's optional models (NCL: faiss; LightGBM, XGBoost) and HyperTuning (hyperopt):
+    # pip install -e .[zoo] / -r requirements-zoo.txt. dgl (KGAT) and torch_scatter (KGIN, MCCLK) have no
+    # wheel for this torch; see docs/model-zoo.md.
+    extras_require={
+        "tune": ["ray[tune]>=2.40"],
+        "zoo": ["faiss-cpu>=1.15", "lightgbm>=4.7", "xgboost-cpu>=3.2", "hyperopt>=0.3"],
+    },
 )

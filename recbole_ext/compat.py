@@ -609,6 +609,28 @@ def _save_dataset(self):
     _skip_pickle_save(f"the filtered dataset {self.dataset_name}")
 
 
+# ---------------------------------------------------------------------------------------------
+# C18  recbole.model.sequential_recommender.ksr.KSR.__init__: the relation matrix is kept as float64
+# (Dataset._preload_weight_matrix fills np.zeros), and memory_read multiplies it with float32 states:
+# every KSR run stops ("expected m1 and m2 to have the same dtype"). Keep it in the model's dtype.
+# ---------------------------------------------------------------------------------------------
+def _patch_ksr_dtype():
+    from recbole.model.sequential_recommender.ksr import KSR
+
+    if _is_patched(KSR.__init__):
+        return
+    original = KSR.__init__
+
+    @_mark
+    @functools.wraps(original)
+    def __init__(self, config, dataset):
+        original(self, config, dataset)
+        self.relation_Matrix = self.relation_Matrix.to(self.entity_embedding.weight.dtype)
+
+    KSR.__init__ = __init__
+    _register("C18 KSR.__init__: relation matrix in the embeddings' dtype (was float64: every run failed)")
+
+
 def _patch_pickled_data():
     import recbole.data as data_package
     import recbole.data.utils as data_utils
@@ -634,6 +656,7 @@ def apply():
     _patch_quick_start()
     _patch_pickled_data()
     _patch_recbole_config_parsing()
+    _patch_ksr_dtype()
     _filter_warnings()
     logging.getLogger(__name__).debug("recbole_ext compat patches: %s", PATCHES)
     return list(PATCHES)

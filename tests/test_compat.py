@@ -264,3 +264,13 @@ def test_c17_recbole_config_executes_nothing_from_files_or_the_command_line(tmp_
     assert config["learning_rate"].startswith("__import__")  # kept as text, never evaluated
     assert config["epochs"] == 3 and config["topk"] == [5, 10] and config["reproducibility"] is False
     assert config["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+
+
+def test_c18_ksr_relation_matrix_in_the_embeddings_dtype():
+    from recbole.model.sequential_recommender.ksr import KSR
+
+    assert "C18" in " ".join(compat.PATCHES)
+    before = KSR.__init__
+    compat.apply()
+    assert KSR.__init__ is before  # idempotent
+    # end to end (trains and evaluates a KSR on real data): tests/test_model_zoo.py::...[KSR]
