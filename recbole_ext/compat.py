@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recbole_ext.codec import TAG, decode, encode, plain  # layer 0: the weights-only value codec (C14)
+from recbole_ext.errors import MissingPackageError  # layer 0
 from recbole_ext.parsing import SafeYamlLoader, parse_value  # layer 0
 
 PATCHES = []
@@ -631,6 +632,58 @@ def _patch_ksr_dtype():
     _register("C18 KSR.__init__: relation matrix in the embeddings' dtype (was float64: every run failed)")
 
 
+# ---------------------------------------------------------------------------------------------
+# C19  recbole.utils.get_model: models whose optional package is missing fail far from the cause
+# (the exlib package does not import at all; NCL, KGAT, KGIN, MCCLK only once training starts).
+# Name the package and the extra when the model is looked up.
+# ---------------------------------------------------------------------------------------------
+ZOO_EXTRA = "pip install -r requirements-zoo.txt (or pip install -e .[zoo]); docs/model-zoo.md"
+NO_WHEEL = "no wheel for this torch on PyPI (docs/model-zoo.md: build it yourself)"
+OPTIONAL_PACKAGES = {  # RecBole model -> (packages it imports, how to get them)
+    "NCL": (("faiss",), ZOO_EXTRA),
+    "LightGBM": (("lightgbm", "xgboost"), ZOO_EXTRA),  # RecBole's exlib package imports both
+    "XGBoost": (("lightgbm", "xgboost"), ZOO_EXTRA),
+    "KGAT": (("dgl",), NO_WHEEL),
+    "KGIN": (("torch_scatter",), NO_WHEEL),
+    "MCCLK": (("torch_scatter",), NO_WHEEL),
+}
+
+
+def require_optional_packages(model_name):
+    """:class:`MissingPackageError` (an ``ImportError``) naming the missing package(s) and how to install
+    them, if ``model_name`` is one of RecBole's models with an optional dependency that is not installed."""
+    import importlib.util
+
+    packages, how = OPTIONAL_PACKAGES.get(model_name, ((), ""))
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise MissingPackageError(f"RecBole's {model_name} needs the optional package(s) {', '.join(missing)}, "
+                          f"not installed: {how}")
+
+
+def _patch_get_model():
+    import importlib
+
+    import recbole.utils.utils as utils_module
+
+    if _is_patched(utils_module.get_model):
+        return
+    original = utils_module.get_model
+
+    @_mark
+    @functools.wraps(original)
+    def get_model(model_name):
+        require_optional_packages(model_name)
+        return original(model_name)
+
+    for name in ("recbole.utils.utils", "recbole.utils", "recbole.quick_start.quick_start",
+                 "recbole.config.configurator"):
+        module = importlib.import_module(name)
+        if getattr(module, "get_model", None) is original:
+            module.get_model = get_model
+    _register("C19 get_model: a model's missing optional package named, with the extra to install")
+
+
 def _patch_pickled_data():
     import recbole.data as data_package
     import recbole.data.utils as data_utils
@@ -657,6 +710,7 @@ def apply():
     _patch_pickled_data()
     _patch_recbole_config_parsing()
     _patch_ksr_dtype()
+    _patch_get_model()
     _filter_warnings()
     logging.getLogger(__name__).debug("recbole_ext compat patches: %s", PATCHES)
     return list(PATCHES)

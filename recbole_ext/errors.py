@@ -30,6 +30,10 @@ class CheckpointError(RecBoleExtError, ValueError):
     """A checkpoint that is not ours, truncated, or incompatible with the current run."""
 
 
+class MissingPackageError(RecBoleExtError, ImportError):
+    """A model needs an optional package that is not installed; the message says how to install it."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Training stopped by the user (Ctrl-C); ``checkpoint`` is the last checkpoint written, or ``None``.
     A ``KeyboardInterrupt`` (not an ``Exception``), so that ``except Exception`` never swallows it."""

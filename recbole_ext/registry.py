@@ -15,6 +15,7 @@ import os
 
 import recbole
 
+from recbole_ext import compat
 from recbole_ext.errors import UnknownNameError
 
 _MODELS = "recbole_ext.model"
@@ -88,6 +89,7 @@ def find_model(name):
     target = resolve_alias(name)
     if target in MODELS:
         return _load(MODELS[target])
+    compat.require_optional_packages(target)  # e.g. NCL without faiss: say so, not "unknown model"
     for package in _RECBOLE_MODEL_PACKAGES:
         full = f"recbole.model.{package}.{target.lower()}"
         try:

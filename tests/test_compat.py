@@ -274,3 +274,31 @@ def test_c18_ksr_relation_matrix_in_the_embeddings_dtype():
     compat.apply()
     assert KSR.__init__ is before  # idempotent
     # end to end (trains and evaluates a KSR on real data): tests/test_model_zoo.py::...[KSR]
+
+
+def test_c19_missing_optional_package_is_named_with_the_extra(monkeypatch):
+    """A RecBole model whose optional package is missing stops at lookup, naming the package and the extra,
+    through RecBole's get_model (a RecBole user's script) and ours (not "unknown model")."""
+    import importlib.util
+
+    import recbole.quick_start.quick_start as recbole_quick_start
+    import recbole.utils
+
+    from recbole_ext import registry
+    from recbole_ext.cli import is_input_error
+    from recbole_ext.errors import MissingPackageError
+
+    assert "C19" in " ".join(compat.PATCHES)
+    patched = recbole.utils.get_model
+    compat.apply()
+    assert recbole.utils.get_model is patched and recbole_quick_start.get_model is patched  # idempotent, re-bound
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "faiss" else real_find_spec(name, *a))
+    for lookup in (recbole.utils.get_model, recbole_quick_start.get_model, registry.get_model):
+        with pytest.raises(MissingPackageError, match=r"NCL needs the optional package\(s\) faiss.*requirements-zoo.txt"):
+            lookup("NCL")
+    with pytest.raises(MissingPackageError) as err:
+        registry.get_model("NCL")
+    assert isinstance(err.value, ImportError) and is_input_error(err.value)  # the command line exits 2
+    assert registry.get_model("BPR").__name__ == "BPR"  # models without optional packages are unaffected
