@@ -138,16 +138,25 @@ def _patch_dok_update():
 # token_seq / float_seq columns with a chained in-place fillna, a silent no-op → "'float' object
 # has no attribute 'split'". The module's `pd` becomes a proxy whose read_csv pre-fills them.
 # ---------------------------------------------------------------------------------------------
-class _PandasProxy:
-    """Forwards everything to pandas; read_csv fills NaN in sequence columns with ''."""
+class _ModuleProxy:
+    """Stands in for a module inside one RecBole module: forwards every attribute except what a subclass
+    overrides. ``_cache_lookups``: keep each forwarded attribute after its first lookup (hot paths)."""
 
     _recbole_ext_patched = True
+    _cache_lookups = False
 
     def __init__(self, module):
-        self._module = module
+        object.__setattr__(self, "_module", module)
 
     def __getattr__(self, name):
-        return getattr(self._module, name)
+        value = getattr(self._module, name)
+        if self._cache_lookups:
+            object.__setattr__(self, name, value)
+        return value
+
+
+class _PandasProxy(_ModuleProxy):
+    """Forwards everything to pandas; read_csv fills NaN in sequence columns with ''."""
 
     def read_csv(self, *args, **kwargs):
         df = self._module.read_csv(*args, **kwargs)
@@ -396,18 +405,10 @@ def safe_load(f, map_location=None, **kwargs):
     return checkpoint
 
 
-class _TorchProxy:
+class _TorchProxy(_ModuleProxy):
     """Forwards everything to torch, except ``load`` (:func:`safe_load`) and ``save`` (:func:`weights_only_state`)."""
 
-    _recbole_ext_patched = True
-
-    def __init__(self, module):
-        object.__setattr__(self, "_module", module)
-
-    def __getattr__(self, name):
-        value = getattr(self._module, name)
-        object.__setattr__(self, name, value)  # found once, then a plain attribute (hot paths)
-        return value
+    _cache_lookups = True  # torch.* is called in models' forward passes
 
     @staticmethod
     def load(f, map_location=None, **kwargs):
@@ -578,16 +579,8 @@ PICKLE_REFUSED = (
 )
 
 
-class _PickleProxy:
+class _PickleProxy(_ModuleProxy):
     """Forwards everything to pickle, except ``load`` (refused)."""
-
-    _recbole_ext_patched = True
-
-    def __init__(self, module):
-        self._module = module
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
 
     def load(self, file, *args, **kwargs):
         raise UnsafeCheckpointError(PICKLE_REFUSED.format(path=getattr(file, "name", file)))
