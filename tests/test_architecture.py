@@ -89,11 +89,13 @@ def test_lower_layers_never_import_upper_ones():
     """Layers of docs/architecture.md: a module imports only from its own layer or lower ones."""
     layers = {
         "recbole_ext.errors": 0, "recbole_ext.io": 0, "recbole_ext.parsing": 0, "recbole_ext.codec": 0,
+        "recbole_ext.stats": 0,
         "recbole_ext.compat": 1, "recbole_ext.checkpoint": 1, "recbole_ext.distributed": 1,
         "recbole_ext.registry": 2, "recbole_ext.options": 2, "recbole_ext.config": 2,
         "recbole_ext.data": 3, "recbole_ext.model": 3, "recbole_ext.evaluator": 3,
         "recbole_ext.trainer": 4,
         "recbole_ext.utils": 5, "recbole_ext.quick_start": 5, "recbole_ext.tune": 5, "recbole_ext.analysis": 5,
+        "recbole_ext.compare": 5, "recbole_ext.seeds": 5, "recbole_ext.frontier": 5,
         "recbole_ext.demo": 6, "recbole_ext.cli": 6, "recbole_ext.__main__": 6, "recbole_ext": 6,
     }
 
