@@ -12,6 +12,14 @@ align group = 10 popularity bins).
 
     python benchmarks/morec.py [--pretrain-epochs 40] [--epochs 10] [--batch-size 2048] [--threads 1]
                                [--es-stopping-step 0]
+    python benchmarks/morec.py --seeds 2020,2021,2022 [--pretrain-epochs 40] [--epochs 10]
+
+``--seeds`` writes the "MoRec over seeds" section instead: for every seed (RecBole's ``seed``: BPR's
+initialisation, negatives, batching and MoRec's sampler; the leave-one-out split is by time, so the same for
+every seed) pretrain BPR, then run the plain-trainer control, MoRec PID and MoRec Static from it; report each
+metric's mean ± sd and 95 % Student-t interval over seeds, the goals per seed, and the seed-paired
+differences of MoRec against the plain control with their intervals (a difference whose interval holds 0 is a
+tie).
 """
 
 import argparse
@@ -29,6 +37,7 @@ import recbole_ext  # noqa: E402,F401
 from benchmarks._report import markdown_table, write_section  # noqa: E402
 from recbole.utils import init_logger, init_seed  # noqa: E402
 from recbole_ext import checkpoint as ckpt  # noqa: E402
+from recbole_ext import stats  # noqa: E402
 from recbole_ext.config import Config  # noqa: E402
 from recbole_ext.data.morec_data import prepare_ml100k  # noqa: E402
 from recbole_ext.quick_start import build_model_and_trainer  # noqa: E402
@@ -99,8 +108,11 @@ def main():
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--es-stopping-step", type=int, default=0,
                         help="stopping_step of the 'morec_early_stop: true' run (the default runs every epoch)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: write the 'MoRec over seeds' section")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.seeds:
+        return seeds_main(args, [int(s) for s in args.seeds.split(",")])
     sys.argv[0] = os.path.abspath(sys.argv[0])  # the report names the script relative to the repository
     work = tempfile.mkdtemp(prefix="morec-bench-")
     os.chdir(work)
@@ -177,6 +189,104 @@ def main():
                          ["morec_popkl_aggregate", "users per eval batch", "morec_align_counts", "popkl@10"])
     )
     write_section("MoRec", body)
+    print(body)
+
+
+SEED_RUNS = [
+    ("plain trainer, continued", {}),
+    ("MoRec PID", {"trainer": "MoRec"}),
+    ("MoRec Static [.1,.1,.1,.7]", {"trainer": "MoRec", "morec_objective_controller": "Static",
+                                    "morec_objective_weights": "[0.1,0.1,0.1,0.7]"}),
+]
+SEED_METRICS = ["hit@10", "ndcg@10", "popkl@10", "minhit@10", "minndcg@10", "rhit@10"]
+
+
+def goals(row, pre):
+    return {
+        "pop-kl at least halved": row["popkl@10"] <= 0.5 * pre["popkl@10"],
+        "min-hit up": row["minhit@10"] > pre["minhit@10"],
+        "rhit up": row["rhit@10"] > pre["rhit@10"],
+        "hit@10 >= 95% of pretrained": row["hit@10"] >= 0.95 * pre["hit@10"],
+    }
+
+
+def _ci_text(values):
+    ci = stats.mean_ci(values)
+    return f"{ci.mean:.4f} ± {ci.sd:.4f} [{ci.lo:.4f}, {ci.hi:.4f}]"
+
+
+def _verdict(values):
+    ci = stats.mean_ci(values)
+    return "tie (interval holds 0)" if ci.lo <= 0 <= ci.hi else ("higher" if ci.lo > 0 else "lower")
+
+
+def seeds_main(args, seeds):
+    """Pretrain + control + MoRec PID / Static for every seed; the 'MoRec over seeds' section."""
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise SystemExit("--seeds needs at least two distinct seeds")
+    start = time.perf_counter()
+    work = tempfile.mkdtemp(prefix="morec-seeds-")
+    os.chdir(work)
+    prepare_ml100k("dataset")
+    results = {}  # name -> list of per-seed results
+    goal_lines = []
+    for seed in seeds:
+        common = {"train_batch_size": args.batch_size, "checkpoint_dir": f"saved/{seed}",
+                  "results_dir": f"saved/{seed}/results", "seed": seed}
+        pre, _, pre_epochs, pre_trainer = run({**common, "epochs": args.pretrain_epochs, "stopping_step": 5})
+        path = pre_trainer.saved_model_file
+        results.setdefault("BPR pretrained (best kept)", []).append(pre)
+        for name, extra in SEED_RUNS:
+            extra = {**common, "epochs": args.epochs, **extra}
+            if "trainer" in extra:
+                extra["pretrained_model_file"] = path
+            else:
+                extra["stopping_step"] = args.epochs
+            result, _, _, _ = run(extra, pretrained=path)
+            results.setdefault(name, []).append(result)
+            if name != SEED_RUNS[0][0]:
+                checks = goals(result, pre)
+                goal_lines.append(f"- seed {seed}, {name}: " + ", ".join(
+                    f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+        print(f"seed {seed} done ({pre_epochs} pretraining epochs)", flush=True)
+    rows = []
+    for name, per_seed in results.items():
+        row = {"model": name}
+        for metric in SEED_METRICS:
+            row[metric] = _ci_text([r[metric] for r in per_seed])
+        rows.append(row)
+    control = results[SEED_RUNS[0][0]]
+    pre = results["BPR pretrained (best kept)"]
+    diff_rows = []
+    for name, _ in SEED_RUNS[1:]:
+        for metric in SEED_METRICS:
+            d = [a[metric] - b[metric] for a, b in zip(results[name], control)]
+            diff_rows.append({"comparison": f"{name} − plain control", "metric": metric, "per seed": ", ".join(
+                f"{v:+.4f}" for v in d), "mean [95% CI]": _ci_text(d), "verdict": _verdict(d)})
+        ratio = [a["popkl@10"] / b["popkl@10"] for a, b in zip(results[name], pre)]
+        ci = stats.mean_ci(ratio)
+        diff_rows.append({"comparison": f"{name} / pretrained", "metric": "popkl@10 ratio", "per seed": ", ".join(
+            f"{v:.3f}" for v in ratio), "mean [95% CI]": _ci_text(ratio),
+            "verdict": "at least halved" if ci.hi <= 0.5 else "not established"})
+    per_seed_rows = [{"model": name, "seed": seed, **{m: r[m] for m in SEED_METRICS}}
+                     for name, per_seed in results.items() for seed, r in zip(seeds, per_seed)]
+    minutes = (time.perf_counter() - start) / 60
+    body = (
+        f"Seeds {', '.join(map(str, seeds))} (n = {len(seeds)}). Per seed: BPR pretrained on ml-100k-morec "
+        f"(<= {args.pretrain_epochs} epochs, early stop 5, best kept), then from that checkpoint the plain trainer "
+        f"(+{args.epochs} epochs), MoRec PID and MoRec Static (+{args.epochs} epochs each), settings as in the "
+        "section \"MoRec\". The seed varies BPR's initialisation, negatives and batches and MoRec's sampler; the "
+        "leave-one-out split (by time) and the synthetic prices are the same for every seed. Cells: mean ± sd "
+        "[95 % Student-t interval over seeds]. Differences are seed-paired (same pretrained model); a difference "
+        f"whose interval holds 0 is a tie. Total {minutes:.1f} min on a shared 2-core machine, "
+        f"{args.threads} torch thread(s).\n\n"
+        + markdown_table(rows, ["model"] + SEED_METRICS)
+        + "\n\nMoRec against the plain control (seed-paired) and pop-kl against the pretrained model:\n\n"
+        + markdown_table(diff_rows, ["comparison", "metric", "per seed", "mean [95% CI]", "verdict"])
+        + "\n\nGoals per seed (vs. that seed's pretrained model):\n" + "\n".join(goal_lines)
+        + "\n\nPer-seed values:\n\n" + markdown_table(per_seed_rows, ["model", "seed"] + SEED_METRICS)
+    )
+    write_section("MoRec over seeds", body)
     print(body)
 
 
