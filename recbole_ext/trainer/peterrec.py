@@ -51,6 +51,8 @@ def rank_metrics(ranks, topk, metrics):
 class PeterRecTrainer(Trainer):
     """Trainer of :class:`~recbole_ext.model.sequential_recommender.peterrec.PeterRec`."""
 
+    loads_pretrained_model_file = True  # reads pretrained_model_file itself
+
     def __init__(self, config, model):
         super().__init__(config, model)
         params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else model.parameters()

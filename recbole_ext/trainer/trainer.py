@@ -40,6 +40,9 @@ class ExtTrainerMixin:
     #: across processes yet: a multi-process run then stops with a clear error instead of training
     #: diverging replicas.
     supports_distributed = True
+    #: True for trainers (or models) that read ``pretrained_model_file`` themselves (MoRec, CaliTune, PeterRec);
+    #: for every other trainer the base starts the model from that checkpoint's weights (see __init__).
+    loads_pretrained_model_file = False
 
     def __init__(self, config, model):
         multi_process = not config["single_spec"]
@@ -55,6 +58,11 @@ class ExtTrainerMixin:
             super().__init__(config, model)
         finally:
             config["single_spec"] = not multi_process
+        if config["pretrained_model_file"] and not self.loads_pretrained_model_file:
+            # without this a plain trainer would ignore the key silently and train / evaluate fresh weights
+            # (e.g. `--pretrained_model_file=X --epochs=0 --rerank=cp` would score an untrained model)
+            ckpt.load_pretrained(model, config["pretrained_model_file"], config)
+            self.logger.info(f"model initialised from pretrained_model_file {config['pretrained_model_file']}")
         if multi_process:
             self.model, self.distributed_model = distributed.wrap_ddp(model, config)
         if hasattr(self, "eval_collector"):

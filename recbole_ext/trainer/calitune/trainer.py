@@ -40,6 +40,8 @@ def select_by_valid_jsd_target(history, target):
 class CaliTuneTrainer(Trainer):
     """Fine-tunes a BPR / DMF / MultiVAE backbone for calibration (CaliTune, RecSys 2025)."""
 
+    loads_pretrained_model_file = True  # reads pretrained_model_file itself
+
     def __init__(self, config, model):
         name = type(model).__name__
         if name not in BACKBONES:

@@ -25,6 +25,8 @@ from recbole_ext.trainer.trainer import Trainer
 class MoRecTrainer(Trainer):
     """MoRec tri-level post-training (arXiv 2310.13260): adaptive sampler + PI/static coordinator."""
 
+    loads_pretrained_model_file = True  # reads pretrained_model_file itself
+
     def __init__(self, config, model):
         super().__init__(config, model)
         self.options = read_options(config, model)
