@@ -9,6 +9,10 @@ A mistake in the input (configuration, data files, names) prints ``error: ...`` 
 ``--debug`` (or ``RECBOLE_EXT_DEBUG=1``) shows the traceback instead. Ctrl-C exits with status 130 and
 prints the last checkpoint and the command that resumes from it.
 
+Several seeds (one run each; mean, sd and 95 % t-interval per metric; docs/seeds-and-frontiers.md):
+
+    python run_recbole.py --model=BPR --dataset=ml-100k --seeds=2020,2021,2022 [--seeds_parallel=processes|ray] [--seeds_workers=N]
+
 Multi-process training (torch.distributed DDP), RecBole's flags:
 
     python run_recbole.py --model=BPR --dataset=ml-100k --nproc=2            # one machine
@@ -24,7 +28,9 @@ import sys
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # allow_abbrev=False: RecBole's --seed=... is configuration, not an abbreviation of --seeds
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--model", "-m", type=str, default=None, help="model name (recbole_ext or RecBole)")
     parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
@@ -33,6 +39,10 @@ def parse_args(argv):
     parser.add_argument("--port", type=str, default=None, help="port of the rank-0 machine (free one if unset)")
     parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
     parser.add_argument("--group_offset", type=int, default=0, help="global rank of this machine's first process")
+    parser.add_argument("--seeds", type=str, default=None, help="comma-separated seeds: one run each, summarised")
+    parser.add_argument("--seeds_parallel", type=str, default=None, choices=["processes", "ray"],
+                        help="run the seeds in a process pool or as Ray tasks (default: one after the other)")
+    parser.add_argument("--seeds_workers", type=int, default=None, help="parallel seed runs (default: min(seeds, cores))")
     return parser.parse_known_args(argv)
 
 
@@ -74,6 +84,11 @@ def _main(argv):
     from recbole_ext.quick_start import run_recbole
 
     config_files = args.config_files.strip().split(" ") if args.config_files else None
+    if args.seeds is not None:
+        return run_seeds_command(args, config_files, rest)
+    if args.seeds_parallel or args.seeds_workers is not None:
+        print("error: --seeds_parallel / --seeds_workers need --seeds", file=sys.stderr)
+        return 2
     if args.nproc == 1 and args.world_size <= 0:
         result = run_recbole(model=args.model, dataset=args.dataset, config_file_list=config_files, cmd_args=rest)
     else:
@@ -83,6 +98,21 @@ def _main(argv):
     print(format_result_table(result))
     if result.get("summary_path"):
         print(f"summary written to {result['summary_path']}")
+    return 0
+
+
+def run_seeds_command(args, config_files, rest):
+    """``--seeds=a,b,c``: one run per seed (recbole_ext.seeds.run_seeds), a mean / sd / 95 % CI table."""
+    from recbole_ext.seeds import format_seeds_table, run_seeds
+
+    if args.nproc != 1 or args.world_size > 0:
+        print("error: --seeds cannot be combined with --nproc / --world_size (multi-process runs): use "
+              "--seeds_parallel=processes to run the seeds side by side", file=sys.stderr)
+        return 2
+    summary = run_seeds(args.model, args.dataset, args.seeds, config_file_list=config_files, cmd_args=rest,
+                        parallel=args.seeds_parallel, workers=args.seeds_workers)
+    print(format_seeds_table(summary))
+    print(f"summary written to {summary['path']}")
     return 0
 
 

@@ -30,6 +30,10 @@ class CheckpointError(RecBoleExtError, ValueError):
     """A checkpoint that is not ours, truncated, or incompatible with the current run."""
 
 
+class ComparisonError(RecBoleExtError, ValueError):
+    """Runs that cannot be compared user by user (no per-user file, other dataset, split or users)."""
+
+
 class MissingPackageError(RecBoleExtError, ImportError):
     """A model needs an optional package that is not installed; the message says how to install it."""
 

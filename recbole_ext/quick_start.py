@@ -16,7 +16,8 @@ from recbole.utils import init_logger, init_seed, set_color
 from recbole_ext import checkpoint as ckpt
 from recbole_ext import distributed
 from recbole_ext.config import Config
-from recbole_ext.errors import RunInterrupted
+from recbole_ext.errors import ConfigError, RunInterrupted
+from recbole_ext.evaluator.per_user import mismatched_columns, per_user_table, split_metrics
 from recbole_ext.io import atomic_write_text, check_writable_dir, unique_path
 from recbole_ext.utils import create_dataset, data_preparation, get_model, get_trainer
 
@@ -67,14 +68,47 @@ def config_from_checkpoint(checkpoint, config_dict=None):
     return Config(model=meta["model"], dataset=meta["dataset"], config_dict=user_config, cmd_args=[])
 
 
-def write_summary(config, summary):
-    """Write ``summary`` as JSON under ``config['results_dir']`` (atomically); return its path."""
-    results_dir = config["results_dir"]
+def summary_path(config):
+    """A new summary path under ``config['results_dir']``: <Model>-<dataset>-<time>-<pid>[-n].json, unique across
+    processes and runs of this process."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    # <Model>-<dataset>-<time>-<pid>[-n].json: unique across processes and runs of this process
-    path = unique_path(os.path.join(results_dir, f"{config['model']}-{config['dataset']}-{stamp}.json"), ext=".json")
+    return unique_path(os.path.join(config["results_dir"], f"{config['model']}-{config['dataset']}-{stamp}.json"),
+                       ext=".json")
+
+
+def write_summary(config, summary, path=None):
+    """Write ``summary`` as JSON to ``path`` (default: a new :func:`summary_path`), atomically; return the path."""
+    path = path or summary_path(config)
     atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def per_user_path(path):
+    """``<summary stem>.per_user.csv`` beside the summary ``path``."""
+    return os.path.splitext(path)[0] + ".per_user.csv"
+
+
+def write_per_user(run, trainer, test_result, path):
+    """Write the test evaluation's per-user table (``save_per_user``) to ``path``; return the summary keys
+    ``per_user`` (absolute path, or ``None`` when nothing could be written) and ``per_user_skipped``
+    (``{metric: reason}``). A column whose mean is not the run's reported value is left out, never written."""
+    config = run.config
+    collector = trainer.eval_collector
+    struct = getattr(collector, "last_struct", None)
+    skipped = split_metrics(config)[1]
+    if struct is None:
+        skipped["*"] = "the test evaluation kept no per-user data"
+        return {"per_user": None, "per_user_skipped": skipped}
+    if distributed.is_distributed(config) and not getattr(collector, "gathered", False):
+        skipped["*"] = "the multi-process evaluation did not gather every process's users"
+        return {"per_user": None, "per_user_skipped": skipped}
+    table = per_user_table(config, struct, run.dataset)
+    for column, (mean, reported) in mismatched_columns(table, test_result, config["metric_decimal_place"]).items():
+        skipped[column] = f"per-user mean {mean!r} is not the reported value {reported!r}"
+        getLogger().warning(f"save_per_user: column {column} left out: {skipped[column]}")
+        table = table.drop(columns=column)
+    atomic_write_text(path, table.to_csv(index=False))
+    return {"per_user": os.path.abspath(path), "per_user_skipped": skipped}
 
 
 def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, cmd_args=None,
@@ -83,7 +117,8 @@ def run_recbole(model=None, dataset=None, config_file_list=None, config_dict=Non
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``, ``best_valid_result``,
     ``test_result`` (RecBole's keys) plus ``train_seconds``, ``eval_seconds``, ``checkpoint``,
-    ``summary_path`` and the ``config``.
+    ``summary_path`` and the ``config``; with ``save_per_user: True`` also ``per_user`` (the test evaluation's
+    per-user CSV beside the summary, see :mod:`recbole_ext.evaluator.per_user`) and ``per_user_skipped``.
 
     Refuses unwritable ``checkpoint_dir`` / ``results_dir`` before reading data (:class:`ConfigError`);
     Ctrl-C raises :class:`recbole_ext.errors.RunInterrupted` naming the last checkpoint written.
@@ -131,6 +166,9 @@ def _train_and_test(run, saved, write_results, queue):
     logger = getLogger()
     if config["resume_checkpoint"]:
         trainer.resume_checkpoint(config["resume_checkpoint"])
+    if config["save_per_user"] and not hasattr(getattr(trainer, "eval_collector", None), "last_struct"):
+        raise ConfigError(f"save_per_user: trainer {type(trainer).__name__} does not evaluate with recbole_ext's "
+                          "collector, so no per-user values can be kept; set save_per_user: False")
 
     start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=config["show_progress"])
@@ -170,7 +208,12 @@ def _train_and_test(run, saved, write_results, queue):
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         }
-        result["summary_path"] = write_summary(config, summary)
+        path = summary_path(config)
+        if config["save_per_user"]:
+            per_user = write_per_user(run, trainer, test_result, per_user_path(path))
+            summary.update(per_user)
+            result.update(per_user)
+        result["summary_path"] = write_summary(config, summary, path)
         logger.info(set_color("results summary", "yellow") + f": {result['summary_path']}")
     if multi_process:
         distributed.finish()

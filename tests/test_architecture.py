@@ -95,8 +95,8 @@ def test_lower_layers_never_import_upper_ones():
         "recbole_ext.data": 3, "recbole_ext.model": 3, "recbole_ext.evaluator": 3,
         "recbole_ext.trainer": 4,
         "recbole_ext.utils": 5, "recbole_ext.quick_start": 5, "recbole_ext.tune": 5, "recbole_ext.analysis": 5,
-        "recbole_ext.compare": 5, "recbole_ext.seeds": 5, "recbole_ext.frontier": 5,
-        "recbole_ext.demo": 6, "recbole_ext.cli": 6, "recbole_ext.__main__": 6, "recbole_ext": 6,
+        "recbole_ext.seeds": 5,
+        "recbole_ext.demo": 6, "recbole_ext.compare": 6, "recbole_ext.frontier": 6, "recbole_ext.cli": 6, "recbole_ext.__main__": 6, "recbole_ext": 6,
     }
 
     def layer(module):

@@ -100,7 +100,11 @@ class ExtCollector(Collector):
 
     def __init__(self, config):
         super().__init__(config)
-        self.needs = sorted({need for metric in self.register.metrics for need in _metric_need(metric)})
+        # save_per_user: the last evaluation's struct is kept (``last_struct``) and names its users
+        self.keep_last_struct = bool(config["save_per_user"])
+        self.last_struct = None
+        needs = {need for metric in self.register.metrics for need in _metric_need(metric)}
+        self.needs = sorted(needs | ({"rec.users"} if self.keep_last_struct else set()))
         self.batch_keys = [k for k in self.needs if k in BATCH_PROVIDERS]
         self.rows_seen = 0
         self.train_dataset = None
@@ -171,6 +175,8 @@ class ExtCollector(Collector):
         if getattr(self, "shard", None) is not None:
             struct = self._gather(struct, rows)
             self.gathered = True
+        # a reference, not a copy: RecBole's struct is already this evaluation's own deep copy
+        self.last_struct = struct if self.keep_last_struct else None
         return struct
 
     def _gather(self, struct, rows):

@@ -119,22 +119,29 @@ class MisCalKL(_CalibrationMetric):
         return miscalibration_kl(dataobject.get("calib.user_target")[users].unsqueeze(1), shares, self.alpha)
 
 
-def per_user_metric(name, config, dataobject):
-    """``[n, maxk]`` per-user values of a top-k metric (ours: jsd, miscalkl; RecBole's top-k metrics)."""
+def per_user_metric(name, config, dataobject, key="usergroup_metrics"):
+    """``[n, maxk]`` per-user values of a top-k metric: any metric class with a ``per_user`` method (jsd,
+    miscalkl, aclt, aplt, arp, ...) or one of RecBole's top-k metrics. ``key``: the config key that named it."""
     from recbole.evaluator.base_metric import TopkMetric
-    from recbole.evaluator.register import metrics_dict
+    from recbole.evaluator.register import metric_information, metrics_dict
 
     name = name.lower()
     cls = metrics_dict.get(name)
     if cls is None:
-        raise ConfigError(f"usergroup_metrics: unknown metric '{name}'")
+        raise ConfigError(f"{key}: unknown metric '{name}'")
+    missing = [need for need in metric_information.get(name, []) if need not in dataobject]
+    if missing:
+        raise ConfigError(
+            f"{key}: '{name}' needs the evaluation input(s) {missing}, which the collector gathers only for "
+            f"metrics listed in 'metrics': add '{name}' to metrics"
+        )
     metric = cls(config)
-    if isinstance(metric, _CalibrationMetric):
+    if callable(getattr(metric, "per_user", None)):
         return metric.per_user(dataobject).double()
     if not isinstance(metric, TopkMetric):
         raise ConfigError(
-            f"usergroup_metrics: '{name}' is not a top-k metric; only top-k metrics (ndcg, recall, hit, mrr, "
-            "precision, map, jsd, miscalkl) can be broken down by user group"
+            f"{key}: '{name}' is not a top-k metric; only top-k metrics (ndcg, recall, hit, mrr, "
+            "precision, map) and metrics with per-user values (jsd, miscalkl, aclt, aplt, arp) can be used here"
         )
     pos_index, pos_len = metric.used_info(dataobject)
     try:
@@ -144,14 +151,37 @@ def per_user_metric(name, config, dataobject):
     return torch.from_numpy(np.asarray(values, dtype=np.float64))
 
 
+def usergroup_groups(dataset, config):
+    """The user groups of the ``usergroup`` metric: ``usergroup_source`` calitune (Mainstream / Diverse /
+    Niche), activity (active / inactive, ``user_activity_share``) or a single-token .user column."""
+    from recbole_ext.data.groups import Groups, user_groups_from
+
+    source = config["usergroup_source"]
+    if source is None or str(source).lower() == "calitune":
+        return Groups(calibration_data(dataset, config).user_group, USER_GROUP_NAMES)
+    return user_groups_from(dataset, config, source, "usergroup_source")
+
+
+@register_data_provider("usergroup.user_group")
+def _usergroup_ids(dataset, config):
+    return usergroup_groups(dataset, config).ids
+
+
+@register_data_provider("usergroup.user_group_names")
+def _usergroup_names(dataset, config):
+    return usergroup_groups(dataset, config).names
+
+
 @register_metric
 class UserGroup(AbstractMetric):
-    """Means of top-k metrics within the user groups Mainstream / Diverse / Niche (20/60/20 of users by
-    HighPop share, CaliTune spec §9.3). Keys ``<metric>_<group>@k``; metrics from ``usergroup_metrics``
-    (``properties/overall.yaml``: [ndcg, jsd])."""
+    """Means of top-k metrics within user groups. Keys ``<metric>_<group>@k``; metrics from ``usergroup_metrics``
+    (``properties/overall.yaml``: [ndcg, jsd]); groups from ``usergroup_source``: calitune (default) =
+    Mainstream / Diverse / Niche (20/60/20 of users by HighPop share, CaliTune spec §9.3), activity, or a
+    single-token .user column (docs/fairness-metrics.md)."""
 
     metric_type = EvaluatorType.RANKING
-    metric_need = ["rec.topk", "rec.items", "rec.users", "calib.item_group", "calib.user_target", "calib.user_group"]
+    metric_need = ["rec.topk", "rec.items", "rec.users", "calib.item_group", "calib.user_target", "calib.user_group",
+                   "usergroup.user_group", "usergroup.user_group_names"]
 
     def __init__(self, config):
         super().__init__(config)
@@ -161,11 +191,16 @@ class UserGroup(AbstractMetric):
 
     def calculate_metric(self, dataobject):
         users = dataobject.get("rec.users").long()
-        groups = dataobject.get("calib.user_group")[users]
+        if "usergroup.user_group" in dataobject:
+            groups = dataobject.get("usergroup.user_group")[users]
+            group_names = dataobject.get("usergroup.user_group_names")
+        else:  # a struct built by hand with the CaliTune groups only
+            groups = dataobject.get("calib.user_group")[users]
+            group_names = USER_GROUP_NAMES
         result = {}
         for name in self.names:
             values = per_user_metric(name, self.config, dataobject)
-            for g, gname in enumerate(USER_GROUP_NAMES):
+            for g, gname in enumerate(group_names):
                 mask = groups == g
                 mean = values[mask].mean(dim=0) if bool(mask.any()) else torch.full((values.shape[1],), float("nan"))
                 for k in self.topk:
