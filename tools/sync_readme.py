@@ -8,7 +8,7 @@ replaces by the file's current text (the "Methods at a glance" table before them
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ["bam", "morec", "calitune", "peterrec", "gfcf", "distributed"]
+DOCS = ["bam", "morec", "calitune", "peterrec", "gfcf", "distributed", "evidence"]
 END = "<!-- END CAPABILITIES -->"
 
 
