@@ -6,7 +6,17 @@ our metrics, before any ``Config`` is built.
 
 __version__ = "0.1.0"
 
-from recbole_ext import compat as _compat
+try:  # RecBole is installed beside recbole_ext, without its declared dependencies (docs/install.md)
+    import recbole as _recbole  # noqa: F401
+except ModuleNotFoundError as _err:
+    if _err.name != "recbole":
+        raise
+    raise ModuleNotFoundError(
+        "recbole_ext needs RecBole 1.2.1, installed without its declared dependencies (they pin ray<=2.6.3, "
+        "which fails on NumPy 2): pip install --no-deps recbole==1.2.1   (see docs/install.md)", name="recbole"
+    ) from None
+
+from recbole_ext import compat as _compat  # noqa: E402
 
 _compat.apply()
 

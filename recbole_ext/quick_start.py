@@ -19,6 +19,7 @@ from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError, RunInterrupted
 from recbole_ext.evaluator.per_user import mismatched_columns, per_user_table, split_metrics
 from recbole_ext.io import atomic_write_text, check_writable_dir, unique_path
+from recbole_ext.trainer.trainer import format_result, run_label, run_title
 from recbole_ext.utils import create_dataset, data_preparation, get_model, get_trainer
 
 #: What :func:`setup_run` builds; ``trainer`` is ``None`` when not asked for.
@@ -69,10 +70,11 @@ def config_from_checkpoint(checkpoint, config_dict=None):
 
 
 def summary_path(config):
-    """A new summary path under ``config['results_dir']``: <Model>-<dataset>-<time>-<pid>[-n].json, unique across
+    """A new summary path under ``config['results_dir']``: <run label>-<dataset>-<time>-<pid>[-n].json (run label:
+    ``BPR``, ``BPR-MoRec``, ``BPR-CP``, see :func:`recbole_ext.trainer.trainer.run_label`), unique across
     processes and runs of this process."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return unique_path(os.path.join(config["results_dir"], f"{config['model']}-{config['dataset']}-{stamp}.json"),
+    return unique_path(os.path.join(config["results_dir"], f"{run_label(config)}-{config['dataset']}-{stamp}.json"),
                        ext=".json")
 
 
@@ -175,22 +177,26 @@ def _train_and_test(run, saved, write_results, queue):
     train_seconds = time.perf_counter() - start
     digest = model_digest(model) if not config["single_spec"] else None
     start = time.perf_counter()
+    # None for an evaluation-only run (epochs: 0), which writes no checkpoint and evaluates the weights as they are
+    checkpoint = _checkpoint_of(trainer) if saved else None
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     eval_seconds = time.perf_counter() - start
 
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {format_result(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {format_result(test_result)}")
 
     result = {
         "model": config["model"],
         "dataset": config["dataset"],
+        "run_label": run_label(config),
+        "title": run_title(config),
         "best_valid_score": None if best_valid_score is None else float(best_valid_score),
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": _plain_metrics(best_valid_result),
         "test_result": _plain_metrics(test_result),
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
-        "checkpoint": os.path.abspath(trainer.saved_model_file) if saved else None,
+        "checkpoint": checkpoint,
     }
     multi_process = distributed.is_distributed(config)
     main_process = distributed.is_main_process(config)
@@ -221,6 +227,14 @@ def _train_and_test(run, saved, write_results, queue):
         queue.put(dict(result))  # for torch.multiprocessing.spawn (no Config: not needed, heavy)
     result["config"] = config
     return result
+
+
+def _checkpoint_of(trainer):
+    """The checkpoint a run's evaluation reads (absolute path), ``None`` when it wrote none."""
+    if hasattr(trainer, "checkpoint_file"):
+        return trainer.checkpoint_file
+    path = getattr(trainer, "saved_model_file", None)  # a trainer without recbole_ext's base (e.g. decision trees)
+    return os.path.abspath(path) if path else None
 
 
 def run_recboles(rank, *args):

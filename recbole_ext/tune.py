@@ -9,7 +9,13 @@ Params file, one parameter a line, as RecBole's ``HyperTuning._build_space_from_
     learning_rate loguniform -8,0        # exp(uniform(-8, 0)), hyperopt's convention
     embedding_size choice [64,96,128]
     reg_weight uniform 0.0,0.1
-    train_batch_size quniform 512,4096,512
+    train_batch_size quniform 512,4096,512   # whole numbers in, whole numbers out: 512, 1024, ..., 4096
+    n_layers randint 1,4                     # a whole number in [1, 4): 1, 2 or 3 (high excluded, as Ray / NumPy)
+
+A ``quniform`` whose bounds and step are all whole numbers samples integers (each multiple of the step
+between the bounds equally likely), so that integer keys (``train_batch_size``, ``embedding_size``) stay
+integers; otherwise it samples floats (multiples of the step). ``randint`` (recbole_ext's addition to
+RecBole's four types) samples integers. ``choice`` keeps the listed values as written.
 
 Each trial is one :func:`recbole_ext.quick_start.run_recbole` run (one process, ``cpus_per_trial``
 threads); trials run in parallel on a local Ray instance (default) or a cluster (``address``).
@@ -23,7 +29,9 @@ import time
 
 from recbole_ext.errors import ConfigError
 
-PARAM_TYPES = ("choice", "uniform", "loguniform", "quniform")
+PARAM_TYPES = ("choice", "uniform", "loguniform", "quniform", "randint")
+#: an integer quniform is sampled from the list of its values; more than this is refused
+MAX_INTEGER_VALUES = 100_000
 RAY_MISSING = (
     "hyper-parameter search runs on Ray Tune, which is not installed: "
     "pip install -r requirements-tune.txt   (or: pip install -e .[tune])"
@@ -37,7 +45,8 @@ def parse_params_file(path):
     :func:`recbole_ext.config.parse_value`.
 
     ``choice`` args: the list of values; ``uniform``/``loguniform``: ``(low, high)`` as written
-    (log bounds for loguniform); ``quniform``: ``(low, high, q)``.
+    (log bounds for loguniform); ``quniform``: ``(low, high, q)``, ints when all three are whole numbers
+    (an integer parameter, see :func:`integer_values`); ``randint``: ``(low, high)`` ints, high excluded.
     """
     if not os.path.isfile(path):
         raise ConfigError(f"params file not found: {path}")
@@ -45,13 +54,15 @@ def parse_params_file(path):
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.split("#", 1)[0].strip()
-            parts = line.split(" ")
+            parts = line.split()
             if len(parts) < 3:
                 if line:
                     raise ConfigError(f"{path}:{number}: expected 'name type values', got '{line}'")
                 continue
             name, kind, value = parts[0], parts[1], "".join(parts[2:])
             where = f"{path}:{number} ({name})"
+            if name in space:
+                raise ConfigError(f"{where}: '{name}' is defined twice in the params file: keep one line")
             if kind == "choice":
                 try:
                     values = ast.literal_eval(value)
@@ -69,12 +80,40 @@ def parse_params_file(path):
                         or numbers[0] > numbers[1] or (kind == "quniform" and numbers[2] <= 0)):
                     raise ConfigError(f"{where}: bad {kind} bounds '{value}' (finite low <= high"
                                       f"{', step q > 0' if kind == 'quniform' else ''})")
+                if kind == "quniform" and all(n.is_integer() for n in numbers):
+                    numbers = tuple(int(n) for n in numbers)
+                    count = len(integer_values(numbers))
+                    if count == 0:
+                        raise ConfigError(f"{where}: quniform '{value}' has no multiple of {numbers[2]} between "
+                                          f"{numbers[0]} and {numbers[1]}")
+                    if count > MAX_INTEGER_VALUES:
+                        raise ConfigError(f"{where}: quniform '{value}' has {count} values (at most "
+                                          f"{MAX_INTEGER_VALUES}): use a larger step")
+                space[name] = (kind, numbers)
+            elif kind == "randint":
+                try:
+                    numbers = tuple(int(v) for v in value.split(","))
+                except ValueError as err:
+                    raise ConfigError(f"{where}: randint needs whole numbers 'low,high', got '{value}'") from err
+                if len(numbers) != 2 or numbers[0] >= numbers[1]:
+                    raise ConfigError(f"{where}: bad randint bounds '{value}' (whole numbers low < high; high "
+                                      f"is excluded)")
                 space[name] = (kind, numbers)
             else:
                 raise ConfigError(f"{where}: unknown parameter type '{kind}' (one of {', '.join(PARAM_TYPES)})")
     if not space:
         raise ConfigError(f"params file {path} defines no parameter")
     return space
+
+
+def is_integer_quniform(args):
+    return all(isinstance(a, int) for a in args)
+
+
+def integer_values(args):
+    """The values of an integer ``quniform (low, high, q)``: the multiples of ``q`` in ``[low, high]``."""
+    low, high, q = args
+    return range(-(-low // q) * q, high + 1, q)
 
 
 def probe_values(space):
@@ -87,8 +126,8 @@ def probe_values(space):
         elif kind == "loguniform":
             values[name] = math.exp(args[0])
         elif kind == "quniform":
-            values[name] = round(args[0] / args[2]) * args[2]
-        else:
+            values[name] = integer_values(args)[0] if is_integer_quniform(args) else round(args[0] / args[2]) * args[2]
+        else:  # uniform: the lower bound; randint: its lowest value
             values[name] = args[0]
     return values
 
@@ -113,9 +152,12 @@ def ray_search_space(space, grid=False):
             out[name] = tune.uniform(*args)
         elif kind == "loguniform":  # RecBole / hyperopt: bounds are logs
             out[name] = tune.loguniform(math.exp(args[0]), math.exp(args[1]))
+        elif kind == "randint":
+            out[name] = tune.randint(*args)
+        elif is_integer_quniform(args):  # ints, each multiple of q equally likely (same on every Ray version)
+            out[name] = tune.choice(list(integer_values(args)))
         else:
-            low, high, q = args
-            out[name] = tune.quniform(low, high, q)
+            out[name] = tune.quniform(*args)
     return out
 
 
@@ -207,7 +249,7 @@ def run_search(model, dataset, params_file, config_file_list=None, config_dict=N
     for result in grid_result:
         row = {"params": {k: _plain(v) for k, v in (result.config or {}).items()}}
         if result.error is not None:
-            row["error"] = str(result.error).splitlines()[0][:300]
+            row["error"] = error_line(result.error)
         else:
             row.update({k: v for k, v in (result.metrics or {}).items()
                         if k in ("valid_score", "seconds", "started_at", "ended_at", "pid")
@@ -236,23 +278,95 @@ def run_search(model, dataset, params_file, config_file_list=None, config_dict=N
     return summary
 
 
+def error_line(error):
+    """A failed trial's error in one line, ``Type: message`` of the exception the trial raised (Ray wraps it:
+    its own first lines name Ray's worker, the last line of the traceback names the cause)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException) and not isinstance(cause, type(error)):
+        return error_line(cause)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1:  # a traceback: its last line is "module.Type: message"
+        text = lines[-1]
+        head, sep, message = text.partition(": ")
+        if sep and " " not in head:
+            text = f"{head.rsplit('.', 1)[-1]}: {message}"
+    else:
+        text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text[:300]
+
+
+def _table(head, rows, left=()):
+    """Columns right-aligned (those in ``left`` left-aligned), two spaces apart."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(head)] + [line(r) for r in rows])
+
+
 def format_trials_table(summary):
-    """Results table: one row per trial, best first."""
+    """The finished trials (best first: parameters, valid score, test metrics, seconds), then one table of
+    the failed trials with their parameters and error lines."""
     trials = summary["trials"]
     names = list(space_names(trials))
-    metrics = sorted({k for t in trials for k in t if k.startswith("test/")})
-    head = names + ["valid_score"] + [m[5:] for m in metrics] + ["seconds"]
-    rows = []
-    for t in trials:
-        if "error" in t:
-            rows.append([str(t["params"].get(n, "")) for n in names] + [f"error: {t['error'][:60]}"])
-            continue
-        rows.append([_fmt(t["params"].get(n)) for n in names] + [_fmt(t["valid_score"])]
-                    + [_fmt(t.get(m)) for m in metrics] + [_fmt(t.get("seconds"))])
-    widths = [max(len(h), *(len(r[i]) for r in rows if i < len(r))) for i, h in enumerate(head)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    ok = [t for t in trials if "error" not in t]
+    failed = [t for t in trials if "error" in t]
+    parts = []
+    if ok:
+        metrics = sorted({k for t in ok for k in t if k.startswith("test/")})
+        head = names + ["valid_score"] + [m[5:] for m in metrics] + ["seconds"]
+        rows = [[_fmt(t["params"].get(n)) for n in names] + [_fmt(t["valid_score"])]
+                + [_fmt(t.get(m)) for m in metrics] + [_fmt(t.get("seconds"))] for t in ok]
+        parts.append(_table(head, rows))
+    if failed:
+        parts.append(f"{len(failed)} of {len(trials)} trials failed:")
+        rows = [[_fmt(t["params"].get(n)) for n in names] + [t["error"]] for t in failed]
+        parts.append(_table(names + ["error"], rows, left={len(names)}))
+    return "\n".join(parts) if parts else "no trials ran"
+
+
+def write_recbole_result(summary, path):
+    """RecBole's ``HyperTuning.export_result`` text file (``--output_file``): per trial a line of
+    ``name:value`` parameters, then ``Valid result:`` and ``Test result:`` lines (``metric : value``); a
+    failed trial gets an ``Error:`` line instead. Returns the absolute path."""
+    from recbole_ext.io import atomic_write_text
+
+    def metrics(trial, prefix):
+        return "    ".join(f"{k[len(prefix):]} : {trial[k]}" for k in trial if k.startswith(prefix))
+
+    blocks = []
+    for trial in summary["trials"]:
+        params = ", ".join(f"{k}:{v}" for k, v in trial["params"].items())
+        if "error" in trial:
+            blocks.append(f"{params}\nError: {trial['error']}\n")
+        else:
+            blocks.append(f"{params}\nValid result:\n{metrics(trial, 'valid/')}\n"
+                          f"Test result:\n{metrics(trial, 'test/')}\n")
+    path = os.path.abspath(path)
+    atomic_write_text(path, "\n".join(blocks))
+    return path
+
+
+def write_display_file(summary, path):
+    """RecBole's ``--display_file``: an HTML plot (plotly) of the valid score of each finished trial, in
+    the order the trials started, the parameters shown on hover. Returns the absolute path."""
+    import plotly.graph_objects as go
+
+    from recbole_ext.io import atomic_write_text
+
+    ok = sorted((t for t in summary["trials"] if "error" not in t), key=lambda t: t.get("started_at", 0))
+    fig = go.Figure(go.Scatter(
+        x=list(range(1, len(ok) + 1)), y=[t["valid_score"] for t in ok],
+        text=[", ".join(f"{k}={v}" for k, v in t["params"].items()) for t in ok], mode="lines+markers",
+        name=f"{summary['model']} tuning process",
+    ))
+    fig.update_layout(title=f"{summary['model']} on {summary['dataset']}: hyper-parameter trials",
+                      xaxis_title="trial (in start order)", yaxis_title=f"valid {summary['valid_metric']}")
+    path = os.path.abspath(path)
+    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    return path
 
 
 def space_names(trials):

@@ -91,8 +91,8 @@ def test_calitune_two_process_gloo(run_dir):
               "calitune_lambda": 0.5, "learning_rate": 1e-3, "calitune_batch_size": 64, "calitune_candidates": 100}
     files = [backbone_yaml, os.path.join(ROOT, "properties", "calitune_ml-100k.yaml")]
     results = launch("BPR", "ml-100k", nproc=2, config_dict=config, config_file_list=files)
-    _check_two_process_run(results, run_dir, checkpoints="CaliTune-*/*.pth")
-    snapshot_dirs = glob.glob(str(run_dir / "saved" / "CaliTune-*"))  # rank 0's snapshots only
+    _check_two_process_run(results, run_dir, checkpoints="BPR-CaliTune-*/*.pth")
+    snapshot_dirs = glob.glob(str(run_dir / "saved" / "BPR-CaliTune-*"))  # rank 0's snapshots only
     assert len(snapshot_dirs) == 1
     assert {os.path.basename(p) for p in glob.glob(os.path.join(snapshot_dirs[0], "*.pth"))} <= {"epoch_1.pth", "epoch_2.pth"}
     test = results[0]["test_result"]

@@ -4,7 +4,8 @@ RecBole's training loop, plus BaM's balance diagnostic: after every epoch it log
 training targets routed to each interest — by the selection rule in use (``selected``: argmax for
 ``hard``, a sample for BaM) and by the dominant interest (``argmax``) — keeps the history in
 ``trainer.routing_history`` and saves a plot plus a JSON of the history (``routing_plot: True``) next to the checkpoint
-(``<checkpoint>-routing.png`` / ``-routing.json``).
+(``<checkpoint>-routing.png`` / ``-routing.json``; the plot titled with the run, e.g. "BaM_REMI on ml-100k"); the
+shares also go to TensorBoard (``BaM/routing_selected/interest<i>``, ``BaM/routing_argmax/interest<i>``; docs/outputs.md).
 """
 
 import json
@@ -15,7 +16,7 @@ import torch
 
 from recbole_ext import distributed
 from recbole_ext.io import atomic_write, atomic_write_text
-from recbole_ext.trainer.trainer import Trainer
+from recbole_ext.trainer.trainer import Trainer, run_title
 
 
 class BaMTrainer(Trainer):
@@ -62,37 +63,54 @@ class BaMTrainer(Trainer):
             if self.distributed:  # shares of this process's rows -> of all rows (equal row counts per process)
                 selected, argmax = distributed.mean_over_processes(selected), distributed.mean_over_processes(argmax)
             self.routing_history.append({"epoch": epoch_idx, "selected": selected, "argmax": argmax})
+            for kind, shares in (("selected", selected), ("argmax", argmax)):
+                self.log_scalars(f"BaM/routing_{kind}", {f"interest{i}": float(x) for i, x in enumerate(shares)},
+                                 epoch_idx)
             fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
             getLogger().info(
                 f"epoch {epoch_idx} routing share ({self.model.selection}): selected {fmt(selected)}, "
                 f"argmax {fmt(argmax)}"
             )
             if self.routing_plot and self.is_main_process:
-                history = {"selection": self.model.selection, "epochs": self.routing_history}
+                history = {"selection": self.model.selection, "title": run_title(self.config),
+                           "epochs": self.routing_history}
                 atomic_write_text(self.routing_json_file, json.dumps(history, indent=1))
-                save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection)
+                save_routing_plot(self.routing_history, self.routing_plot_file, self.model.selection,
+                                  title=run_title(self.config))
         return loss
 
 
-def save_routing_plot(history, path, selection="hard"):
-    """Plot the per-interest share of training targets over epochs (selected: solid, argmax: dashed)."""
+def save_routing_plot(history, path, selection="hard", title=None):
+    """Plot the per-interest share of training targets over epochs (selected: solid, argmax: dashed, 1/K: grey);
+    ``title``: the run (e.g. ``MIND on ml-100k``, :func:`recbole_ext.trainer.trainer.run_title`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     k = len(history[0]["selected"])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    handles = []
     for i in range(k):
-        line = ax.plot(epochs, [h["selected"][i] for h in history], marker="o", label=f"interest {i} selected")
-        ax.plot(epochs, [h["argmax"][i] for h in history], ls="--", color=line[0].get_color(), label=f"interest {i} argmax")
+        line = ax.plot(epochs, [h["selected"][i] for h in history], marker="o", ms=4, lw=1.8)[0]
+        ax.plot(epochs, [h["argmax"][i] for h in history], ls="--", lw=1.2, color=line.get_color())
+        handles.append(Line2D([], [], color=line.get_color(), marker="o", ms=4, lw=1.8, label=f"interest {i}"))
     ax.axhline(1.0 / k, color="grey", lw=0.8)
+    handles += [Line2D([], [], color="black", lw=1.8, label="selected"),
+                Line2D([], [], color="black", lw=1.2, ls="--", label="argmax (dominant)"),
+                Line2D([], [], color="grey", lw=0.8, label=f"balanced (1/{k})")]
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("share of training targets")
-    ax.set_title(f"routing share (selection = {selection})")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_ylim(0, max(1.0 / k, max(max(h["selected"] + h["argmax"]) for h in history)) * 1.1)
+    ax.grid(alpha=0.3)
+    head = f"{title} — " if title else ""
+    ax.set_title(f"{head}routing share per interest (selection = {selection})", fontsize=11)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     plt.close(fig)
     return path

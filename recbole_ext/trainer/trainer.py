@@ -18,12 +18,14 @@
   per-process metric values instead).
 """
 
+import numbers
 import os
 import warnings
 from collections import OrderedDict
 
 from recbole.trainer import Trainer as RecBoleTrainer
 from recbole.utils import set_color
+from tqdm import tqdm
 
 from recbole_ext import checkpoint as ckpt
 from recbole_ext import distributed
@@ -31,6 +33,74 @@ from recbole_ext.errors import CheckpointError, ConfigError
 from recbole_ext.evaluator.collector import ExtCollector, TopKScores
 from recbole_ext.io import atomic_torch_save, unique_path
 from recbole_ext.trainer.rerank import build_reranker, scores_from_ranking
+
+
+def run_label(config):
+    """The name of what a run trains and evaluates, for file names: ``<model>[-<trainer>][-<re-ranker>]``
+    (``BPR``, ``BPR-MoRec``, ``BPR-CaliTune``, ``BPR-CP``). Only an explicitly chosen trainer (config key
+    ``trainer``) is named: a model's own trainer is implied by the model."""
+    return "-".join(_label_parts(config))
+
+
+def run_title(config):
+    """The human-readable title of a run: ``BPR + CP on ml-100k`` (the parts of :func:`run_label`)."""
+    return " + ".join(_label_parts(config)) + f" on {config['dataset']}"
+
+
+def _label_parts(config):
+    from recbole_ext.registry import find_reranker, find_trainer
+
+    parts = [str(config["model"])]
+    trainer = config["trainer"] if "trainer" in config else None
+    if trainer:
+        cls = find_trainer(str(trainer))
+        name = cls.__name__ if cls is not None else str(trainer)
+        name = name[: -len("Trainer")] if name.endswith("Trainer") else name
+        if name:
+            parts.append(name)
+    rerank = config["rerank"] if "rerank" in config else None
+    if rerank is not None and str(rerank).lower() not in ("", "none", "false"):
+        cls = find_reranker(rerank)
+        parts.append(getattr(cls, "label", None) or str(cls.name or rerank).upper())
+    return parts
+
+
+def labelled_checkpoint_name(path, config):
+    """RecBole's ``<dir>/<model>-<time>.pth`` with the :func:`run_label` in place of the model name."""
+    directory, base = os.path.split(path)
+    model = str(config["model"])
+    if base.startswith(model + "-"):
+        base = run_label(config) + base[len(model):]
+    return os.path.join(directory, base)
+
+
+def plain_result(result):
+    """``result`` (a metric dict) with plain Python numbers: RecBole's metrics are NumPy scalars, whose repr in
+    Python >= 3.11 with NumPy 2 is ``np.float64(0.123)``; the mapping type (OrderedDict) is kept."""
+    if result is None:
+        return None
+    plain = {k: _plain_number(v) for k, v in result.items()}
+    return type(result)(plain) if isinstance(result, OrderedDict) else plain
+
+
+def _plain_number(value):
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # 0-d tensor / array
+        return value.item()
+    return value
+
+
+def format_result(result, digits=4):
+    """``name value  name value`` with plain numbers (log lines; no ``np.float64(...)``)."""
+    if not result:
+        return str(result)
+    return "  ".join(f"{k} {v:.{digits}f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in plain_result(result).items())
 
 
 class ExtTrainerMixin:
@@ -71,7 +141,8 @@ class ExtTrainerMixin:
         # False: always hand the collector full score matrices (e.g. to compare with the top-k-only path)
         self.topk_only_eval = True
         if getattr(self, "saved_model_file", None):
-            self.saved_model_file = unique_path(self.saved_model_file)
+            # <model>-<time>.pth -> <run label>-<time>-<pid>.pth (BPR-MoRec-..., BPR-CP-...)
+            self.saved_model_file = unique_path(labelled_checkpoint_name(self.saved_model_file, config))
         if self.distributed:
             # every process must read the checkpoint rank 0 writes (RecBole names it per process,
             # by local time: the names differ when the processes start in different seconds)
@@ -83,6 +154,42 @@ class ExtTrainerMixin:
         self._train_data = None
         self._resume_rng = None
         self.last_valid = None  # (score, result) of the latest validation
+        self.eval_only = False  # the latest fit ran no epoch (epochs: 0, or resumed after the last epoch)
+
+    # --- run outputs ---------------------------------------------------------------------------
+    @property
+    def checkpoint_file(self):
+        """The absolute path of the checkpoint this run's evaluation reads (written by this trainer or given
+        to it, e.g. by ``resume_checkpoint``), or ``None`` when it has none (an evaluation-only run)."""
+        path = getattr(self, "saved_model_file", None)
+        path = os.path.abspath(path) if path else None
+        return path if path in self._written else None
+
+    def progress(self, iterable, desc, show_progress, total=None):
+        """``iterable`` wrapped in a tqdm bar (RecBole's look) when ``show_progress``, on the main process only."""
+        if not show_progress or not self.is_main_process:
+            return iterable
+        return tqdm(iterable, total=total, ncols=100, desc=set_color(desc, "pink"))
+
+    def flush_tensorboard(self):
+        """Write the queued TensorBoard events now (RecBole never closes its writer, whose background thread
+        flushes every 120 s: a shorter run would lose them at exit)."""
+        writer = getattr(self, "tensorboard", None)
+        if writer is not None and hasattr(writer, "flush"):
+            writer.flush()
+
+    def log_scalars(self, tag, values, step):
+        """``values`` (a number, or a dict of numbers: ``tag/<key>``) to TensorBoard through RecBole's writer
+        (``self.tensorboard``, under ``log_tensorboard/``), main process only; ``None`` / non-numbers skipped."""
+        writer = getattr(self, "tensorboard", None)
+        if writer is None or not self.is_main_process:
+            return
+        items = values.items() if isinstance(values, dict) else [(None, values)]
+        for key, value in items:
+            value = _plain_number(value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            writer.add_scalar(tag if key is None else f"{tag}/{key}", value, step)
 
     @property
     def distributed(self):
@@ -151,15 +258,38 @@ class ExtTrainerMixin:
         self.last_valid = super()._valid_epoch(valid_data, show_progress=show_progress)
         return self.last_valid
 
-    def fit(self, train_data, valid_data=None, *args, **kwargs):
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._train_data = train_data
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng, self.rng_generators())
             self._resume_rng = None
-        return super().fit(train_data, valid_data, *args, **kwargs)
+        self.eval_only = self.start_epoch >= self.epochs
+        if self.eval_only and saved and not self.save_eval_only_checkpoint():
+            # RecBole's fit saves the model (epoch -1) before an evaluation-only run: another copy of the weights
+            # it was given (or, after resume_checkpoint, an overwrite of that file); evaluation reads them as they are
+            saved = False
+            self.logger.info("no epoch to run (epochs: 0): evaluating the weights as they are, no checkpoint "
+                             "written (save_eval_only_checkpoint: True writes one)")
+        try:
+            best = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                               callback_fn=callback_fn)
+        finally:
+            self.flush_tensorboard()
+        if isinstance(best, tuple) and len(best) == 2 and isinstance(best[1], dict):
+            return best[0], plain_result(best[1])
+        return best
+
+    def save_eval_only_checkpoint(self):
+        """Config ``save_eval_only_checkpoint``: also write a checkpoint when no epoch runs."""
+        return bool(self.config["save_eval_only_checkpoint"]) if "save_eval_only_checkpoint" in self.config else False
 
     def _load_best_model(self, model_file=None):
         checkpoint_file = model_file or self.saved_model_file
+        if not model_file and self.eval_only and self.checkpoint_file is None:
+            # an evaluation-only fit wrote no checkpoint (save_eval_only_checkpoint: False): its "best model"
+            # is the model as it is (pretrained_model_file's weights, or the trainer's own start)
+            self.logger.info("evaluating the weights as they are (evaluation-only run: no checkpoint to load)")
+            return
         if not model_file and os.path.abspath(checkpoint_file) == self._own_model_file and (
             self._own_model_file not in self._written
         ):
@@ -197,7 +327,8 @@ class ExtTrainerMixin:
         if self.distributed:
             self._set_eval_shard(eval_data)
         try:
-            return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
+            return plain_result(super().evaluate(eval_data, load_best_model=False, model_file=model_file,
+                                                 show_progress=show_progress))
         finally:
             if hasattr(self.eval_collector, "set_shard"):
                 self.eval_collector.set_shard(None, None)

@@ -31,13 +31,19 @@ def calibration_loss(scores, cand_onehot, targets):
     return F.kl_div(torch.log(q + 1e-10), targets + 1e-10, reduction="batchmean")
 
 
-def calitune_loss(accuracy, scores, cand_onehot, targets, lam):
-    """(1 − λ)·accuracy + λ·calibration; λ = 0 skips the calibration term, λ = 1 the accuracy term."""
+def calitune_loss(accuracy, scores, cand_onehot, targets, lam, parts=None):
+    """(1 − λ)·accuracy + λ·calibration; λ = 0 skips the calibration term, λ = 1 the accuracy term.
+    ``parts`` (a dict), when given, receives the unweighted terms computed (``accuracy``, ``calibration``) as floats."""
     total = scores.new_zeros(())
     if lam < 1.0:
         total = total + (1.0 - lam) * accuracy
+        if parts is not None:
+            parts["accuracy"] = float(accuracy.detach())
     if lam > 0.0:
-        total = total + lam * calibration_loss(scores, cand_onehot, targets)
+        calibration = calibration_loss(scores, cand_onehot, targets)
+        total = total + lam * calibration
+        if parts is not None:
+            parts["calibration"] = float(calibration.detach())
     return total
 
 

@@ -16,7 +16,7 @@ from recbole_ext.evaluator.metrics.calibration import jsd as eval_jsd
 from recbole_ext.io import unique_path
 from recbole_ext.trainer.calitune.backbones import BACKBONES
 from recbole_ext.trainer.calitune.losses import calitune_loss, listwise_loss, ndcg_at_k
-from recbole_ext.trainer.trainer import Trainer
+from recbole_ext.trainer.trainer import Trainer, run_label
 
 # settings that decide RecBole's train / valid / test split: they must equal the backbone's
 SPLIT_KEYS = (
@@ -71,6 +71,7 @@ class CaliTuneTrainer(Trainer):
             self.optimizer, step_size=int(config["calitune_lr_step"]), gamma=float(config["calitune_lr_gamma"])
         )
         self.snapshots = []
+        self.loss_parts = {}  # the last epoch's mean unweighted loss terms (accuracy, calibration)
         self.history = []  # every epoch's validation metrics (the snapshots are a subset)
         self.epoch_seconds = []
 
@@ -125,7 +126,8 @@ class CaliTuneTrainer(Trainer):
     # --- one epoch: RecBole's hooks -------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         """One pass over all users (PAD dropped, quirk C6) in shuffled batches of ``calitune_batch_size``,
-        on the candidates of the last scoring pass; then one StepLR step. Returns the summed loss."""
+        on the candidates of the last scoring pass; then one StepLR step. Returns the summed loss;
+        ``self.loss_parts`` holds the epoch's mean unweighted accuracy / calibration terms per batch."""
         self.model.train()
         cand_all, label_all = self._candidates
         users = torch.arange(1, self.model.n_users)
@@ -141,7 +143,9 @@ class CaliTuneTrainer(Trainer):
             users = users[torch.randperm(users.shape[0])]
         params = [p for p in self.model.parameters() if p.requires_grad]
         total = 0.0
-        for start in range(0, users.shape[0], self.batch_users):
+        part_sums, n_batches = {}, 0
+        starts = range(0, users.shape[0], self.batch_users)
+        for start in self.progress(starts, f"CaliTune train {epoch_idx:>3}", show_progress):
             batch = users[start : start + self.batch_users][rank::world]
             self.optimizer.zero_grad()
             if batch.numel() == 0:  # a last batch smaller than the number of processes: take part with nothing
@@ -155,7 +159,11 @@ class CaliTuneTrainer(Trainer):
             scores, accuracy = self.backbone.candidate_scores(batch, cand)
             if accuracy is None:
                 accuracy = listwise_loss(scores, labels.float())
-            loss = calitune_loss(accuracy, scores, self._onehot_dev[cand], self._targets_dev[batch], self.lam)
+            parts = {}
+            loss = calitune_loss(accuracy, scores, self._onehot_dev[cand], self._targets_dev[batch], self.lam, parts)
+            for key, value in parts.items():
+                part_sums[key] = part_sums.get(key, 0.0) + value
+            n_batches += 1
             loss.backward()
             if world > 1:
                 distributed.all_reduce_gradients(params, 1.0, self.device)
@@ -164,6 +172,7 @@ class CaliTuneTrainer(Trainer):
             total += float(loss.detach())
         self.backbone.clear_cache()
         self.scheduler.step()
+        self.loss_parts = {key: value / max(n_batches, 1) for key, value in part_sums.items()}
         return total
 
     @torch.no_grad()
@@ -179,7 +188,7 @@ class CaliTuneTrainer(Trainer):
         label_all = torch.zeros(n_users, self.m, dtype=torch.bool)
         ndcg_sum, ndcg_n, jsd_sum, jsd_n = 0.0, 0, 0.0, 0
         chunk = max(1, int(self.config["eval_batch_size"]) // 8)
-        for start in range(1, n_users, chunk):
+        for start in self.progress(range(1, n_users, chunk), "CaliTune scoring", show_progress):
             users = torch.arange(start, min(start + chunk, n_users))
             scores = self.backbone.full_scores(users.to(self.device)).float().clone()
             scores[:, 0] = float("-inf")
@@ -212,17 +221,22 @@ class CaliTuneTrainer(Trainer):
             raise ConfigError("CaliTune needs validation data: snapshots are chosen on validation NDCG and JSD")
         self.collect_train_data(train_data)
         self._prepare(train_data._dataset)
+        self.eval_only = int(self.config["epochs"]) <= 0
         snap_dir = self._snapshot_dir()
         write = saved and bool(self.config["calitune_snapshots"]) and self.is_main_process
-        _, ref = self._valid_epoch(valid_data)
+        _, ref = self._valid_epoch(valid_data, show_progress=show_progress)
+        self.log_scalars("CaliTune/valid", ref, 0)  # step 0: the backbone before fine-tuning
+        if verbose:
+            self.logger.info(set_color("CaliTune backbone", "green") + f": λ {self.lam}  valid ndcg@{self.k} "
+                             f"{ref['ndcg']:.4f}  jsd@{self.k} {ref['jsd']:.4f}")
         best = {"ndcg": 0.0, "jsd": 1.0, "tradeoff": 0.0}
         kept = {}
         since_improved, unchanged, previous = 0, 0, ref
         self.stop_reason = "epochs"  # the epoch cap, unless patience or a stall stops the loop first
         for epoch in range(1, int(self.config["epochs"]) + 1):
             start = time.perf_counter()
-            loss = self._train_epoch(train_data, epoch)
-            _, metrics = self._valid_epoch(valid_data)
+            loss = self._train_epoch(train_data, epoch, show_progress=show_progress)
+            _, metrics = self._valid_epoch(valid_data, show_progress=show_progress)
             seconds = time.perf_counter() - start
             self.epoch_seconds.append(seconds)
             tradeoff = (metrics["ndcg"] / max(ref["ndcg"], 1e-12)) ** 0.5 * (ref["jsd"] / max(metrics["jsd"], 1e-12)) ** 0.5
@@ -248,11 +262,19 @@ class CaliTuneTrainer(Trainer):
                 since_improved = 0
             else:
                 since_improved += 1
-            if verbose:
+            self.log_scalars("CaliTune/loss", {"total": loss, **self.loss_parts}, epoch)
+            self.log_scalars("CaliTune/valid", {**metrics, "tradeoff": tradeoff}, epoch)
+            self.log_scalars("CaliTune/lr", self.optimizer.param_groups[0]["lr"], epoch)
+            if verbose:  # short at INFO; the loss parts and the learning rate at DEBUG
                 self.logger.info(
                     set_color(f"CaliTune epoch {epoch}", "green")
                     + f" loss {loss:.4f}  valid ndcg@{self.k} {metrics['ndcg']:.4f}  jsd@{self.k} {metrics['jsd']:.4f}"
                     + f"  tradeoff {tradeoff:.4f}  [{seconds:.2f}s]" + (f"  saved ({', '.join(reasons)})" if reasons else "")
+                )
+                self.logger.debug(
+                    f"CaliTune epoch {epoch} detail: λ {self.lam}, mean loss terms per batch "
+                    + ", ".join(f"{k} {v:.6f}" for k, v in self.loss_parts.items())
+                    + f", lr {self.optimizer.param_groups[0]['lr']:.3g}, since improved {since_improved}"
                 )
             if callback_fn is not None:
                 callback_fn(epoch, metrics["ndcg"])
@@ -262,6 +284,7 @@ class CaliTuneTrainer(Trainer):
             if since_improved >= self.patience or unchanged >= 3:
                 self.stop_reason = "patience" if since_improved >= self.patience else "stalled"
                 break
+        self.flush_tensorboard()
         return self._finish(kept, ref, snap_dir, saved)
 
     def _keep_if_target_best(self, kept, row):
@@ -307,8 +330,8 @@ class CaliTuneTrainer(Trainer):
 
     def _snapshot_dir(self):
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        # CaliTune-<model>-<time>-<pid>: no other run (of this process or another) uses the folder
-        snap_dir = unique_path(os.path.join(self.config["checkpoint_dir"], f"CaliTune-{self.config['model']}-{stamp}"), ext="")
+        # <run label>-<time>-<pid> (BPR-CaliTune-...): no other run (of this process or another) uses the folder
+        snap_dir = unique_path(os.path.join(self.config["checkpoint_dir"], f"{run_label(self.config)}-{stamp}"), ext="")
         # rank 0's folder for every process (only rank 0 writes)
         return distributed.broadcast_from_rank0(snap_dir) if self.distributed else snap_dir
 
@@ -317,7 +340,7 @@ class CaliTuneTrainer(Trainer):
         make it the checkpoint that evaluation reads."""
         if not kept:  # epochs: 0 — evaluate the loaded model as it is (e.g. a backbone with rerank: cp)
             self.selected = None
-            if saved:
+            if saved and (not self.eval_only or self.save_eval_only_checkpoint()):
                 self._save_checkpoint(0, verbose=False)
             self.best_valid_score = ref["ndcg"]
             self.best_valid_result = {f"ndcg@{self.k}": round(ref["ndcg"], 4), f"jsd@{self.k}": round(ref["jsd"], 4)}

@@ -27,15 +27,17 @@ def fairness_signal(group_scores, higher_is_worse=True):
     return signal
 
 
-def fairness_losses(row_losses, valid_items, groups, chunk, per_group):
+def fairness_losses(row_losses, valid_items, groups, chunk, per_group, progress=None):
     """Per fair group: summed per-row loss over its validation rows / |V| (quirk M1) or / |V_g|
     (``per_group``); -inf on padding and groups without validation rows. ``row_losses(index)``: the
-    losses of the validation rows ``index``, computed ``chunk`` rows at a time."""
+    losses of the validation rows ``index``, computed ``chunk`` rows at a time (``progress``: wraps the
+    chunk starts, e.g. in a progress bar)."""
     n_groups = int(groups.max()) + 1
     sums = torch.zeros(n_groups, dtype=torch.float64)
     n_valid = len(valid_items)
     with torch.no_grad():
-        for start in range(0, n_valid, chunk):
+        starts = range(0, n_valid, chunk)
+        for start in (progress(starts) if progress is not None else starts):
             index = torch.arange(start, min(start + chunk, n_valid))
             sums.index_add_(0, groups[valid_items[index].long()], row_losses(index).double().cpu())
     counts = torch.bincount(groups[valid_items.long()], minlength=n_groups).double()
@@ -57,7 +59,7 @@ def group_hit_rates(hits, items, groups):
     return scores
 
 
-def topk_pass(trainer, valid_data, k, align_groups, with_hits):
+def topk_pass(trainer, valid_data, k, align_groups, with_hits, show_progress=False):
     """Alignment-group shares q of the top-``k`` items of every validation row and, ``with_hits``, the
     (hit@10, item) of every validation positive; multi-process: over the rows of all processes."""
     n_align = int(align_groups.max()) + 1 if align_groups is not None else 1
@@ -67,7 +69,10 @@ def topk_pass(trainer, valid_data, k, align_groups, with_hits):
     n_real = distributed.real_row_count(getattr(valid_data, "sampler", None)) if trainer.distributed else None
     rows = 0
     with torch.no_grad():
-        for batched in valid_data:
+        batches = valid_data
+        if show_progress and hasattr(trainer, "progress"):
+            batches = trainer.progress(valid_data, "MoRec signals", True, total=len(valid_data))
+        for batched in batches:
             _, scores, positive_u, positive_i = trainer._full_sort_batch_eval(batched)
             top = torch.topk(scores, k, dim=1).indices.cpu()
             positive_u, positive_i = positive_u.cpu(), positive_i.cpu()

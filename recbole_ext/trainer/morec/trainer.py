@@ -19,7 +19,7 @@ from recbole_ext.trainer.morec import losses, signals
 from recbole_ext.trainer.morec.options import coordinator_from_config, read_options
 from recbole_ext.trainer.morec.plot import plot_trajectory
 from recbole_ext.trainer.morec.sampler import MoRecSampler
-from recbole_ext.trainer.trainer import Trainer
+from recbole_ext.trainer.trainer import Trainer, format_result, run_title
 
 
 class MoRecTrainer(Trainer):
@@ -112,7 +112,7 @@ class MoRecTrainer(Trainer):
         return Interaction({k: v[index] for k, v in inter.interaction.items()}).to(self.device)
 
     # --- validation signals --------------------------------------------------------------------
-    def _fairness_losses(self):
+    def _fairness_losses(self, show_progress=False):
         """Per fair group: summed per-row loss over its validation rows / |V| (M1) or / |V_g|."""
         self.model.train()  # UniRec runs this pass in train mode (M14)
         self.invalidate_model_caches()  # a cache of the eval-mode pass before is not this mode's scores
@@ -121,10 +121,12 @@ class MoRecTrainer(Trainer):
         def valid_losses(index):
             return self.row_losses(self._rows(self.valid_inter, index), uniform_negatives=True)
 
+        n_chunks = -(-len(self.valid_inter) // chunk)
+        progress = lambda starts: self.progress(starts, "MoRec fairness", show_progress, total=n_chunks)  # noqa: E731
         return signals.fairness_losses(valid_losses, self.valid_inter[self.iid], self.item2group["fairness"], chunk,
-                                       per_group=self.options.fair_norm == "group")
+                                       per_group=self.options.fair_norm == "group", progress=progress)
 
-    def _signals(self, valid_data):
+    def _signals(self, valid_data, show_progress=False):
         objectives, hit_metric = self.options.objectives, self.options.fair_metric == "hit"
         sig, info = {}, {}
         q = hit = None
@@ -132,12 +134,13 @@ class MoRecTrainer(Trainer):
             self.model.eval()
             self.invalidate_model_caches()
             k = min(self.options.align_topk, self.n_items - 1)
-            q, hit = signals.topk_pass(self, valid_data, k, self.align_groups, with_hits=hit_metric)
+            q, hit = signals.topk_pass(self, valid_data, k, self.align_groups, with_hits=hit_metric,
+                                       show_progress=show_progress)
         if "fairness" in objectives:
             if hit_metric:
                 scores = signals.group_hit_rates(*hit, self.item2group["fairness"])
             else:
-                scores = self._fairness_losses()
+                scores = self._fairness_losses(show_progress)
             sig["fairness"] = signals.fairness_signal(scores, higher_is_worse=not hit_metric)
             info["fairness_worst_group"] = int(np.argmax(sig["fairness"]))
         if "alignment" in objectives:
@@ -150,7 +153,7 @@ class MoRecTrainer(Trainer):
     # --- training ------------------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
-        sig, info = self._signals(self._valid_data)
+        sig, info = self._signals(self._valid_data, show_progress)
         world, rank = (distributed.world_size(), distributed.rank()) if self.distributed else (1, 0)
         if world > 1:  # rank 0's signals for all (the fairness-loss pass draws per-process negatives)
             sig, info = distributed.broadcast_from_rank0((sig, info))
@@ -165,7 +168,7 @@ class MoRecTrainer(Trainer):
         self.invalidate_model_caches()
         total_loss, betas = 0.0, []
         part_sums = torch.zeros(n_parts, dtype=torch.float64)
-        for step in range(batches.shape[0]):
+        for step in self.progress(range(batches.shape[0]), f"MoRec train {epoch_idx:>3}", show_progress):
             rows = batches[step]
             if world > 1:  # every world-th row of each sub-batch
                 rows = rows.view(n_parts, batch_size)[:, rank::world].reshape(-1)
@@ -206,14 +209,38 @@ class MoRecTrainer(Trainer):
             **info,
         }
         self.morec_history.append(entry)
-        self.logger.info(
-            set_color(f"MoRec epoch {epoch_idx}", "green")
-            + f": beta {entry['beta_mean']:.4f} (last {entry['beta_last']:.4f}), losses "
-            + ", ".join(f"{k} {v:.4f}" for k, v in entry["objective_losses"].items())
-            + "; sampling weights "
-            + "; ".join(f"{o} {entry['sampling_weights'][o]}" for o in objectives)
-        )
+        self._log_tensorboard(entry, sig)
+        self.logger.debug(f"MoRec epoch {epoch_idx} detail: {json.dumps(entry)}")
+        if not self._validates(epoch_idx):  # else the line is written with the validation result
+            self._log_epoch_line(entry)
         return total_loss
+
+    def _validates(self, epoch_idx):
+        """Whether RecBole's fit validates after epoch ``epoch_idx`` (as its own test)."""
+        return bool(self._valid_data) and self.eval_step > 0 and (epoch_idx + 1) % self.eval_step == 0
+
+    def _log_epoch_line(self, entry, valid_result=None):
+        """The short INFO line of an epoch (the whole entry is logged at DEBUG)."""
+        short = {"fairness": "fair", "alignment": "align", "revenue": "rev", "accuracy": "acc"}
+        line = (f": loss {entry['train_loss']:.4f}  β {entry['beta_mean']:.3f} (last {entry['beta_last']:.3f})  "
+                + " ".join(f"{short.get(k, k)} {v:.4f}" for k, v in entry["objective_losses"].items()))
+        if valid_result:
+            key = str(self.config["valid_metric"]).lower()
+            value = valid_result.get(key)
+            if value is not None:
+                line += f"  valid {key} {float(value):.4f}"
+        self.logger.info(set_color(f"MoRec epoch {entry['epoch']}", "green") + line)
+
+    def _log_tensorboard(self, entry, sig):
+        """β, objective losses, sampling weights and signals of an epoch, as TensorBoard scalars (``MoRec/...``)."""
+        step = entry["epoch"]
+        self.log_scalars("MoRec/beta", {"mean": entry["beta_mean"], "last": entry["beta_last"]}, step)
+        self.log_scalars("MoRec/objective_loss", entry["objective_losses"], step)
+        for o, weights in entry["sampling_weights"].items():
+            self.log_scalars(f"MoRec/sampling_weight/{o}", {f"g{g}": w for g, w in enumerate(weights) if g > 0}, step)
+        for o, signal in sig.items():
+            if o != "revenue":  # revenue has no signal (zeros)
+                self.log_scalars(f"MoRec/signal/{o}", {f"g{g}": int(v) for g, v in enumerate(signal) if g > 0}, step)
 
     def _sampling_weights(self):
         return {o: [float(w) for w in self.sampler.weights[o]] for o in self.options.objectives}
@@ -221,7 +248,11 @@ class MoRecTrainer(Trainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         if self.morec_history:
-            self.morec_history[-1]["valid"] = {k: float(v) for k, v in valid_result.items()}
+            entry = self.morec_history[-1]
+            entry["valid"] = {k: float(v) for k, v in valid_result.items()}
+            if entry.get("beta_mean") is not None:
+                self._log_epoch_line(entry, valid_result)
+                self.log_scalars("MoRec/valid", entry["valid"], entry["epoch"])
         self._last_valid = (valid_score, valid_result)
         return valid_score, valid_result
 
@@ -232,7 +263,7 @@ class MoRecTrainer(Trainer):
         pretrained = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
         self.morec_history = [{"epoch": -1, "beta_mean": None, "sampling_weights": self._sampling_weights(),
                                "valid": {k: float(v) for k, v in pretrained.items()}}]
-        self.logger.info(set_color("MoRec: pretrained model valid", "green") + f": {pretrained}")
+        self.logger.info(set_color("MoRec: pretrained model valid", "green") + f": {format_result(pretrained)}")
         self._last_valid = None
         best = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)
@@ -254,7 +285,12 @@ class MoRecTrainer(Trainer):
         path = unique_path(os.path.join(self.config["results_dir"], name), ext="-trajectory.json")  # + -<pid>
         base = path[: -len(".json")]
         payload = {"objectives": self.options.objectives, "controller": self.coordinator.name,
-                   "epochs": self.morec_history}
+                   "model": self.config["model"], "dataset": self.config["dataset"], "title": run_title(self.config),
+                   "valid_metric": str(self.config["valid_metric"]).lower(), "epochs": self.morec_history}
+        controller = getattr(self.coordinator, "controller", None)
+        if controller is not None:  # PID: β's bounds and the accuracy-loss target, for the plot
+            payload["beta_bounds"] = [controller.beta_min, controller.beta_max]
+            payload["expect_loss"] = controller.expect_loss
         atomic_write_text(base + ".json", json.dumps(payload, indent=1) + "\n")
         self.trajectory_path = base + ".json"
         if self.config["morec_plot"]:
