@@ -3,6 +3,8 @@
     nice .venv/bin/python benchmarks/bam.py                      # both parts, writes BENCHMARKS.md "BaM"
     .venv/bin/python benchmarks/bam.py --part speed              # only the ~24k-item speed check
     .venv/bin/python benchmarks/bam.py --part ml100k --epochs 3  # only the ml-100k table
+    nice .venv/bin/python benchmarks/bam.py --part seeds --epochs 2 --seeds 2020 2021 2022
+        # hard vs soft interest selection over seeds: BENCHMARKS.md "BaM hard vs soft over seeds"
 
 ml-100k: ``properties/bam_ml-100k.yaml`` (per-user leave-one-out, full ranking, Recall/NDCG@10/20),
 shortened to ``--epochs`` epochs with ``MAX_ITEM_LIST_LENGTH`` ``--seq-len`` and batch ``--batch``
@@ -108,6 +110,126 @@ def part_ml100k(args):
             row["dominant share"] = "/".join(f"{x:.2f}" for x in last["argmax"])
         save(key, row)
         print(json.dumps(row), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# hard vs soft selection over seeds (same settings as the ml-100k table, only ``seed`` varies)
+# ----------------------------------------------------------------------------------------------
+SEED_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def seed_runs(comirec=True):
+    """(label, model, extra, hard label of its backbone): REMI hard / p / l and ComiRec hard / p, all with ML=on
+    so that only the selection rule differs within a backbone."""
+    runs = [(f"REMI {sel} ML=on", "REMI", {"selection": sel, "multi_loss": True}, "REMI hard ML=on")
+            for sel in ("hard", "p", "l")]
+    if comirec:
+        runs += [(f"ComiRec {sel} ML=on", "ComiRec", {"selection": sel, "multi_loss": True}, "ComiRec hard ML=on")
+                 for sel in ("hard", "p")]
+    return runs
+
+
+def seed_key(label, seed):
+    return f"seeds-{seed}-" + label.replace(" ", "_").replace("=", "")
+
+
+def part_seeds(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import recbole_ext  # noqa: F401
+    from recbole_ext.quick_start import run_recbole
+
+    save("seeds-settings", {k: getattr(args, k) for k in ("epochs", "seq_len", "batch", "lr", "iters_per_epoch",
+                                                          "threads", "seeds", "comirec")})
+    # backbone-major, then seed: REMI's three rows over all seeds come first, ComiRec's after
+    for backbone in ("REMI", "ComiRec"):
+        for seed in args.seeds:
+            for label, model, extra, _ in seed_runs(args.comirec):
+                if model != backbone:
+                    continue
+                key = seed_key(label, seed)
+                if load(key) and not args.force:
+                    continue
+                cfg = {"epochs": args.epochs, "MAX_ITEM_LIST_LENGTH": args.seq_len, "train_batch_size": args.batch,
+                       "learning_rate": args.lr, "show_progress": False, "state": "WARNING", "seed": seed,
+                       "checkpoint_dir": os.path.join(WORK, "ckpt"), "results_dir": os.path.join(WORK, "results"),
+                       "routing_plot": False, "eval_batch_size": 1024, "iters_per_epoch": args.iters_per_epoch,
+                       **extra}
+                start = time.perf_counter()
+                result = run_recbole(model, "ml-100k", config_file_list=[PROPS], config_dict=cfg, saved=True)
+                row = {"run": label, "seed": seed, **{m: float(result["test_result"][m]) for m in SEED_METRICS},
+                       "wall s": time.perf_counter() - start}
+                save(key, row)
+                print(json.dumps(row), flush=True)
+
+
+def seeds_report(settings):
+    """The section body: per run mean ± sd and the 95% t interval over seeds; per soft run the per-seed paired
+    difference soft - hard of its backbone and that difference's interval over seeds (a tie when it holds 0)."""
+    import numpy as np
+
+    from benchmarks._report import markdown_table
+    from recbole_ext.stats import mean_ci
+
+    seeds = settings["seeds"]
+    runs = seed_runs(settings["comirec"])
+    values = {}  # label -> [n_seeds, n_metrics], rows only where every seed is cached
+    for label, _, _, _ in runs:
+        rows = [load(seed_key(label, s)) for s in seeds]
+        if all(rows):
+            values[label] = np.array([[r[m] for m in SEED_METRICS] for r in rows], dtype=np.float64)
+    missing = [label for label, _, _, _ in runs if label not in values]
+    fmt = lambda ci: f"{ci.mean:.4f} ± {ci.sd:.4f} [{ci.lo:.4f}, {ci.hi:.4f}]"  # noqa: E731
+    table = []
+    for label, vals in values.items():
+        row = {"run": label}
+        for j, m in enumerate(SEED_METRICS):
+            row[m] = fmt(mean_ci(vals[:, j]))
+        row["per seed ndcg@10"] = " / ".join(f"{v:.4f}" for v in vals[:, SEED_METRICS.index("ndcg@10")])
+        table.append(row)
+    diffs, verdicts = [], []
+    for label, _, _, hard in runs:
+        if label == hard or label not in values or hard not in values:
+            continue
+        d = values[label] - values[hard]  # paired by seed: [n_seeds, n_metrics]
+        row = {"soft − hard": f"{label.split(' ML')[0]} − {hard.split(' ML')[0]}"}
+        for j, m in enumerate(SEED_METRICS):
+            ci = mean_ci(d[:, j])
+            verdict = "soft better" if ci.lo > 0 else "hard better" if ci.hi < 0 else "tie"
+            row[m] = f"{ci.mean:+.4f} [{ci.lo:+.4f}, {ci.hi:+.4f}] {verdict}"
+            row[f"{m} per seed"] = " / ".join(f"{v:+.4f}" for v in d[:, j])
+            verdicts.append((row["soft − hard"], m, verdict))
+        diffs.append(row)
+    s = argparse.Namespace(**settings)
+    text = (
+        f"ml-100k, `properties/bam_ml-100k.yaml` with the settings of the BaM section's ml-100k table: {s.epochs} "
+        f"epochs x {s.iters_per_epoch} batches (the original's sampler), MAX_ITEM_LIST_LENGTH {s.seq_len}, batch "
+        f"{s.batch}, lr {s.lr}, K = 4, d = 64, 1280 batch-shared negatives, T = 1; BaM's multi-interest loss (ML) on "
+        f"in every row, so within a backbone only the interest selection differs (hard = argmax routing; p / l = "
+        f"BaM's soft selections). Test set, per-user leave-one-out, full ranking. **Varies:** RecBole's `seed` "
+        f"({', '.join(map(str, seeds))}: initialisation, training sampler, negatives). **Fixed:** the data and its "
+        f"split (leave-one-out by time, no randomness), every hyper-parameter. {s.threads} torch thread, shared "
+        f"2-core machine.\n\n"
+        f"Cells: mean ± sd over {len(seeds)} seeds [95% Student-t interval of the mean over seeds].\n\n"
+        + markdown_table(table, ["run", *SEED_METRICS, "per seed ndcg@10"])
+    )
+    if diffs:
+        text += (
+            "\n\n**Paired by seed, soft − hard** (same backbone, same seed): mean difference [95% t interval over "
+            "seeds]; *tie* when the interval holds 0, otherwise the better side is named. Per-seed differences in "
+            "seed order.\n\n"
+            + markdown_table(diffs, ["soft − hard", *SEED_METRICS])
+            + "\n\n" + markdown_table(diffs, ["soft − hard", *[f"{m} per seed" for m in SEED_METRICS]])
+        )
+        counts = {}
+        for _, _, v in verdicts:
+            counts[v] = counts.get(v, 0) + 1
+        text += "\n\nOver the " + str(len(verdicts)) + " comparison × metric cells: " + ", ".join(
+            f"{n} {v}" for v, n in sorted(counts.items())) + "."
+    if missing:
+        text += "\n\nNot run (budget) or not finished for every seed, so not reported: " + ", ".join(missing) + "."
+    return text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -507,7 +629,11 @@ def speed_report(speed):
 
 def main():
     parser = argparse.ArgumentParser(description="BaM benchmark")
-    parser.add_argument("--part", choices=["all", "ml100k", "speed", "report"], default="all")
+    parser.add_argument("--part", choices=["all", "ml100k", "speed", "report", "seeds"], default="all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022],
+                        help="--part seeds: RecBole seeds of the hard-vs-soft comparison")
+    parser.add_argument("--no-comirec", dest="comirec", action="store_false",
+                        help="--part seeds: REMI only (ComiRec hard vs p skipped)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seq-len", type=int, default=20)
     parser.add_argument("--batch", type=int, default=256)
@@ -524,9 +650,28 @@ def main():
     torch.set_num_threads(args.threads)  # also what the report's machine line states
     if args.part in ("all", "speed"):
         part_speed(args)
+    if args.part == "seeds":
+        part_seeds(args)
+        write_seeds_report()
+        return
     if args.part in ("all", "ml100k"):
         part_ml100k(args)
     write_report(args)
+    if args.part == "report":
+        write_seeds_report()
+
+
+def write_seeds_report():
+    from benchmarks._report import write_section
+
+    settings = load("seeds-settings")
+    if not settings:
+        return
+    text = seeds_report(settings)
+    print(text)
+    command = (f"nice .venv/bin/python benchmarks/bam.py --part seeds --epochs {settings['epochs']} --seeds "
+               + " ".join(map(str, settings["seeds"])) + ("" if settings["comirec"] else " --no-comirec"))
+    write_section("BaM hard vs soft over seeds", text, command=command)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@
    evaluated on test and compared with CP's test curve (per-user paired difference, 95% normal interval).
 6. Optional: a MultiVAE backbone with CaliTune.
 Results go to BENCHMARKS.md (section "CaliTune") and a trade-off plot PNG.
+
+With ``--seeds 111 112 113`` the script runs only the seed study instead: the backbone (and so the split)
+fixed, CaliTune re-run per (λ, frozen / unfrozen) with each ``calitune_seed``; per seed the last snapshot's
+"Δ vs CP at the same test JSD" (per-user paired), then mean ± sd and the 95% Student-t interval over seeds
+(``recbole_ext.stats.mean_ci``). Section "CaliTune vs CP over seeds"; each run cached as JSON under
+``<workdir>/seeds`` (``--force`` re-runs).
 """
 
 import argparse
@@ -213,7 +219,7 @@ def train_backbone(model_name, workdir, extra, checkpoint=None, timing=None):
     }
 
 
-def calitune_run(backbone, lam, freeze, epochs, workdir, targets=(), lr=1e-4):
+def calitune_run(backbone, lam, freeze, epochs, workdir, targets=(), lr=1e-4, seed=None, snapshots=True):
     """One CaliTune fit: the last snapshot's test row (protocol), one test row per validation JSD target
     (the valid_jsd_target pick; weights kept in memory for the current pick of each target only), the
     snapshots' test points, and per-user test NDCG of every reported model."""
@@ -225,6 +231,8 @@ def calitune_run(backbone, lam, freeze, epochs, workdir, targets=(), lr=1e-4):
         trainer="CaliTune", pretrained_model_file=backbone["checkpoint"], calitune_lambda=lam,
         calitune_freeze_items=freeze, epochs=epochs, learning_rate=lr,
     )
+    if seed is not None:
+        keys["calitune_seed"] = int(seed)
     config = Config(base_config["model"], "ml-100k", [BACKBONE_YAML, CALITUNE_YAML], keys)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -242,7 +250,7 @@ def calitune_run(backbone, lam, freeze, epochs, workdir, targets=(), lr=1e-4):
     trainer.fit(train_data, valid_data, saved=True, show_progress=False, verbose=False, callback_fn=keep_target_picks)
     seconds = time.perf_counter() - start
     snaps = []
-    for snap in trainer.snapshots:
+    for snap in trainer.snapshots if snapshots else ():
         res = trainer.evaluate(test_data, load_best_model=True, model_file=snap["path"])
         snaps.append({"epoch": snap["epoch"], "ndcg": res["ndcg@10"], "jsd": res["jsd@10"], "reasons": snap["reasons"]})
     final = trainer.evaluate(test_data, load_best_model=True)
@@ -283,6 +291,74 @@ def cp_ndcg_at(cp_rows, jsd_value):
     return float(np.interp(jsd_value, xs, ys))
 
 
+def seed_study(args, bb, base_row, cp_rows):
+    """CaliTune per (freeze, λ, calitune_seed) on the fixed backbone; per run the last snapshot's test point and
+    its paired Δ vs CP; cached per run so that an interrupted study resumes."""
+    cache = os.path.join(args.workdir, "seeds")
+    os.makedirs(cache, exist_ok=True)
+    cp_curve = [base_row] + cp_rows
+    freezes = {"both": [False, True], "frozen": [True], "unfrozen": [False]}[args.frozen]
+    runs, missing = [], []
+    for freeze in freezes:  # configuration-major: each finished configuration has all its seeds
+        for lam in args.lambdas:
+            for seed in args.seeds:
+                path = os.path.join(cache, f"lam{lam}-{'frozen' if freeze else 'unfrozen'}-seed{seed}.json")
+                if os.path.exists(path) and not args.force:
+                    runs.append(json.load(open(path)))
+                    continue
+                if args.cached_only:
+                    missing.append(f"λ={lam} {'frozen' if freeze else 'unfrozen'} seed {seed}")
+                    continue
+                row, users, _, _ = calitune_run(bb, lam, freeze, args.calitune_epochs, args.workdir, seed=seed,
+                                                snapshots=False)
+                row = compare_with_cp(row, users, cp_curve)
+                paired = paired_vs_cp(cp_curve, row["JSD@10"], users)
+                row.update(seed=seed, delta=paired[0] if paired else None)
+                row = {k: v for k, v in row.items() if not isinstance(v, np.ndarray)}
+                with open(path, "w") as f:
+                    json.dump(row, f, indent=1)
+                print(json.dumps(row), flush=True)
+                runs.append(row)
+    return runs, missing
+
+
+def seed_table(runs, seeds):
+    """Per configuration: NDCG@10, JSD@10 and Δ vs CP as mean ± sd [95% t interval over seeds], the per-seed
+    values, and the verdict from the interval of Δ (a tie when it holds 0)."""
+    from recbole_ext.stats import mean_ci
+
+    configs = []
+    for r in runs:
+        if r["run"] not in configs:
+            configs.append(r["run"])
+    table, per_seed = [], []
+    for name in configs:
+        rows = sorted((r for r in runs if r["run"] == name), key=lambda r: seeds.index(r["seed"]))
+        out = {"run": name, "seeds": len(rows)}
+        for key, col in (("NDCG@10", "NDCG@10"), ("JSD@10", "JSD@10"), ("delta", "Δ vs CP")):
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            if len(vals) < len(rows):
+                out[col] = f"{len(rows) - len(vals)} seed(s) outside CP's JSD range"
+                continue
+            ci = mean_ci(vals)
+            if ci.n < 2:
+                out[col] = f"{ci.mean:{'+' if key == 'delta' else ''}.4f} (1 seed: no interval)"
+                if key == "delta":
+                    out["vs CP (over seeds)"] = "n/a (1 seed)"
+                continue
+            out[col] = f"{ci.mean:+.4f} ± {ci.sd:.4f} [{ci.lo:+.4f}, {ci.hi:+.4f}]" if key == "delta" else \
+                f"{ci.mean:.4f} ± {ci.sd:.4f} [{ci.lo:.4f}, {ci.hi:.4f}]"
+            if key == "delta":
+                out["vs CP (over seeds)"] = "below" if ci.hi < 0 else "above" if ci.lo > 0 else "tie (CI holds 0)"
+        for r in rows:
+            per_seed.append({"run": name, "calitune_seed": r["seed"], "NDCG@10": r["NDCG@10"], "JSD@10": r["JSD@10"],
+                             "epochs": r["epochs"], "stopped_by": r["stopped_by"], "last_snapshot": r["last_snapshot"],
+                             "s_per_epoch": r["s_per_epoch"], "CP NDCG@same JSD": r["CP NDCG@same JSD"],
+                             "Δ vs CP (95% over users)": r.get("Δ vs CP (95%)", ""), "per-seed verdict": r["vs CP"]})
+        table.append(out)
+    return table, per_seed
+
+
 def plot(path, backbone_row, cp_rows, tuned, title, selected=()):
     import matplotlib
 
@@ -320,6 +396,11 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "calitune_tradeoff.png"))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--backbone-checkpoint", default=None, help="re-use a BPR backbone from an earlier run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="seed study: calitune_seed values (backbone and split fixed); writes 'CaliTune vs CP over seeds'")
+    parser.add_argument("--force", action="store_true", help="seed study: re-run runs cached under <workdir>/seeds")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="seed study: report the cached runs only; the section names the runs not done")
     parser.add_argument("--backbone-timing", type=float, nargs=2, default=None,
                         metavar=("EPOCHS", "S_PER_EPOCH"), help="measured epochs and s/epoch of that earlier run")
     args = parser.parse_args(argv)
@@ -337,6 +418,8 @@ def main(argv=None):
     base_row["users"] = user_ndcg(trainer, test_data)
     for r in cp_rows:
         print(json.dumps({k: v for k, v in r.items() if k != "users"}), flush=True)
+    if args.seeds:
+        return main_seeds(args, bb, base_row, cp_rows, t0)
     # the validation-only targets: CP's JSD@10 on the validation split (train items masked; CaliTune's own
     # valid JSD masks train and valid items — both are validation data, neither looks at test)
     valid_cp = cp_points(trainer, valid_data, list(TARGET_LAMBDAS))
@@ -454,6 +537,58 @@ def main(argv=None):
     print(text)
     if not args.no_write:
         write_section("CaliTune", text)
+
+
+def main_seeds(args, bb, base_row, cp_rows, t0):
+    if len(args.seeds) < 2:
+        raise SystemExit("--seeds needs at least 2 seeds for an interval over seeds (3 or more recommended)")
+    runs, missing = seed_study(args, bb, base_row, cp_rows)
+    table, per_seed = seed_table(runs, list(args.seeds))
+    total = time.perf_counter() - t0
+    verdicts = [r.get("vs CP (over seeds)") for r in table if r.get("vs CP (over seeds)")]
+    tally = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts))) or "none"
+    frozen = {"both": "frozen and unfrozen", "frozen": "frozen", "unfrozen": "unfrozen"}[args.frozen]
+    body = [
+        "**What varies:** only CaliTune's `calitune_seed` (" + ", ".join(map(str, args.seeds)) + "; the user order "
+        "of the fine-tuning). **What is fixed:** the BPR backbone (one checkpoint, trained once with the spec's "
+        f"protocol, seed 920{' — `--backbone-checkpoint`' if args.backbone_checkpoint else ''}), hence the data split "
+        "(per-user random 80/10/10 with seed 920), the test users, and CP's curve (CP is deterministic given the "
+        "backbone). The backbone is not re-trained per seed, so backbone-to-backbone spread is not in these intervals.",
+        "",
+        f"Subset (time budget): λ ∈ {{{', '.join(str(x) for x in args.lambdas)}}} × {frozen} item side × "
+        f"{len(args.seeds)} seeds. CaliTune settings as in the CaliTune section: m = 100, RAdam lr 1e-4, 16 users/batch, "
+        f"StepLR(20, 0.9), patience 25 (the protocol's stop), safety cap {args.calitune_epochs} epochs; the **last "
+        "saved snapshot** is evaluated on test (no test-set pick). 1 torch thread, shared 2-core machine.",
+        "",
+        "Δ vs CP, per seed: mean per-user test NDCG@10 difference to CP's curve (per-user NDCG interpolated between "
+        "the two CP points bracketing the run's own test JSD@10) — the CaliTune section's \"Δ vs CP at the same test "
+        "JSD\". Cells: mean ± sd over seeds [95% Student-t interval of the mean over seeds, `stats.mean_ci`]. "
+        "Verdict from the interval of Δ over seeds: below / above CP when it excludes 0, **tie** when it holds 0. "
+        "The interval over seeds measures fine-tuning noise only: every seed is scored on the same test users, so "
+        "test-user sampling noise (the per-user interval in the per-seed table, about ±0.01) is not in it.",
+        "",
+        markdown_table(table, ["run", "seeds", "NDCG@10", "JSD@10", "Δ vs CP", "vs CP (over seeds)"]),
+        "",
+        f"Verdicts over seeds: {tally}."
+        + (" Not run (time budget), so not in the table's intervals: " + ", ".join(missing) + "." if missing else ""),
+        "",
+        "### Per seed",
+        "",
+        "Per-seed verdict: the per-user 95% normal interval of that seed's Δ (test-user sampling only).",
+        "",
+        markdown_table(per_seed, ["run", "calitune_seed", "NDCG@10", "JSD@10", "epochs", "stopped_by", "last_snapshot",
+                                  "s_per_epoch", "CP NDCG@same JSD", "Δ vs CP (95% over users)", "per-seed verdict"]),
+        "",
+        f"Fine-tuning wall time of the {len(runs)} runs (as measured when each ran, train + validation + test): "
+        f"{sum(r.get('seconds', 0.0) for r in runs) / 60:.1f} min in all; this invocation {total / 60:.1f} min "
+        f"(cached runs are read, not re-run); load average at the end {open('/proc/loadavg').read().split()[0]}. "
+        "s_per_epoch was measured with other jobs on the 2 cores (load 6–9), so it is several times the CaliTune "
+        "section's figures: timings indicative only.",
+    ]
+    text = "\n".join(body)
+    print(text)
+    if not args.no_write:
+        write_section("CaliTune vs CP over seeds", text)
 
 
 if __name__ == "__main__":
