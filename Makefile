@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-tune install-zoo demo test test-zoo test-slow test-pandas3 clean readme
+.PHONY: install install-tune install-zoo demo test test-zoo test-slow test-pandas3 clean
 
 install: $(STAMP)
 
@@ -45,10 +45,6 @@ test-zoo: install install-zoo
 
 test-slow: install
 	$(PY) -m pytest -q -m slow
-
-# README's capability sections are copies of docs/*.md: edit the docs, then run this.
-readme:
-	$(PY) tools/sync_readme.py
 
 clean:
 	rm -rf $(VENV) log log_tensorboard saved/*.pth saved/results
