@@ -302,3 +302,20 @@ def test_c19_missing_optional_package_is_named_with_the_extra(monkeypatch):
         registry.get_model("NCL")
     assert isinstance(err.value, ImportError) and is_input_error(err.value)  # the command line exits 2
     assert registry.get_model("BPR").__name__ == "BPR"  # models without optional packages are unaffected
+
+
+def test_c20_recbole_sine_does_not_leave_anomaly_detection_on():
+    import subprocess
+    import sys
+
+    import torch
+
+    assert "C20" in " ".join(compat.PATCHES)
+    assert not torch.is_anomaly_enabled()
+    compat.apply()  # twice: still off
+    assert not torch.is_anomaly_enabled()
+    code = ("import torch{}; import recbole_ext; import recbole.model.sequential_recommender.sine; "
+            "print(torch.is_anomaly_enabled())")
+    for setup, expected in (("", "False"), ("; torch.autograd.set_detect_anomaly(True)", "True")):
+        out = subprocess.run([sys.executable, "-c", code.format(setup)], capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == expected  # a user's own choice is kept
