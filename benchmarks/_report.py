@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
 # Resolved at import, before a benchmark changes directory: the command line a section records.
 SCRIPT = os.path.abspath(sys.argv[0])
-HEADER = "# Benchmarks\n\nEvery section below is written by the script it names; numbers are measured, not edited.\n"
+HEADER = ('# Benchmarks\n\nEvery section below is written by the script it names; numbers are measured, not edited. Quality claims: the sections over seeds ("... over seeds", "... (..., seeds)") give 95 % intervals over seeds and call a difference whose interval holds 0 a tie; a section that says "one seed" (or names a single seed) reports one run, and its differences are not evidence on their own.\n')
 
 
 def machine_line():
