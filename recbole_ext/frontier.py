@@ -79,10 +79,16 @@ def pareto_front(x, y, x_smaller=False, y_smaller=False):
 
 
 def parse_values(values):
-    """``"0,0.25,0.5"`` (or a list) as a list of distinct configuration values (numbers, words, literals)."""
-    items = [v.strip() for v in values.split(",")] if isinstance(values, str) else list(values or [])
+    """``"0,0.25,0.5"`` (or a list) as a list of distinct configuration values (numbers, words, literals); values
+    that are lists themselves (MoRec's ``morec_objective_weights``) are separated by ``;``:
+    ``"[0.1,0.1,0.1,0.7];[0.3,0.3,0.3,0.1]"``."""
+    if isinstance(values, str):
+        items = [v.strip() for v in values.split(";" if ";" in values else ",")]
+    else:
+        items = list(values or [])
     if not items or any(v == "" for v in items):
-        raise ConfigError(f"--values needs a comma-separated list of knob values, e.g. --values=0,0.25,0.5; got {values!r}")
+        raise ConfigError(f"--values needs a comma-separated list of knob values, e.g. --values=0,0.25,0.5 (lists: "
+                          f"separated by ';'); got {values!r}")
     parsed = [parse_value(v) for v in items]
     if len({repr(v) for v in parsed}) != len(parsed):
         raise ConfigError(f"--values repeats a value: {values!r}")

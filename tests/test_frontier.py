@@ -39,6 +39,7 @@ def test_metric_directions_and_values():
     assert smaller_is_better("jsd@10") and smaller_is_better("miscalkl@5") and smaller_is_better("jsd_niche@10")
     assert not smaller_is_better("ndcg@10") and not smaller_is_better("ndcg_niche@10") and not smaller_is_better("hit@10")
     assert parse_values("0, 0.25,1") == [0, 0.25, 1] and parse_values("cp,none") == ["cp", "none"]
+    assert parse_values("[0.1,0.1,0.1,0.7]; [0.3,0.3,0.3,0.1]") == [[0.1, 0.1, 0.1, 0.7], [0.3, 0.3, 0.3, 0.1]]
     for bad in ("", "0,,1", "0,0"):
         with pytest.raises(ConfigError):
             parse_values(bad)
