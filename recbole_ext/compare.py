@@ -31,6 +31,7 @@ import pandas as pd
 import recbole_ext.evaluator.metrics  # noqa: F401  (registers our metrics, e.g. jsd in smaller_metrics)
 from recbole_ext.errors import ComparisonError
 from recbole_ext.evaluator.per_user import GROUP_COLUMN, USER_COLUMN, metric_columns
+from recbole_ext.evaluator.register import smaller_is_better
 from recbole_ext.io import atomic_write_text
 from recbole_ext.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, holm, paired_comparison
 
@@ -196,13 +197,6 @@ def check_same_meaning(runs, names):
                     f"runs differ in {label}: {first.label} {expected!r}, {run.label} {got!r}; their per-user values "
                     "are not comparable"
                 )
-
-
-def smaller_is_better(column):
-    """True for metrics where a smaller value is better (RecBole's ``smaller_metrics``: jsd, giniindex, ...)."""
-    from recbole.evaluator.register import smaller_metrics
-
-    return column.split("@", 1)[0].lower() in smaller_metrics
 
 
 def _verdict(diff, p_holm, smaller, alpha):

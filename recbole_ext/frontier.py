@@ -34,10 +34,11 @@ import numpy as np
 from recbole_ext import checkpoint as ckpt
 from recbole_ext.config import Config
 from recbole_ext.errors import CheckpointError, ConfigError
+from recbole_ext.evaluator.register import smaller_is_better
 from recbole_ext.io import atomic_write, atomic_write_text
 from recbole_ext.parsing import parse_value
-from recbole_ext.quick_start import (check_output_dirs, per_user_path, run_recbole, setup_run, summary_path,
-                                     write_per_user, write_summary)
+from recbole_ext.quick_start import (check_output_dirs, per_user_path, plain_metrics, run_recbole, setup_run,
+                                     summary_path, write_per_user, write_summary)
 from recbole_ext.seeds import parse_seeds
 from recbole_ext.stats import mean_ci
 
@@ -51,15 +52,6 @@ _KNOB = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # ------------------------------------------------------------------------------------------------
 # pure helpers
 # ------------------------------------------------------------------------------------------------
-def smaller_is_better(metric):
-    """True when RecBole ranks ``metric`` (``jsd@10``, ``ndcg_niche@10``, ``mae``) smaller-is-better
-    (``recbole.evaluator.register.smaller_metrics``; a per-group key takes its base metric's direction)."""
-    from recbole.evaluator.register import smaller_metrics
-
-    name = metric.split("@", 1)[0].lower()
-    return name in smaller_metrics or name.split("_", 1)[0] in smaller_metrics
-
-
 def pareto_front(x, y, x_smaller=False, y_smaller=False):
     """Boolean mask of the Pareto-optimal points of ``(x[i], y[i])``: no other point is at least as good in
     both and strictly better in one (equal points are all optimal). ``*_smaller``: that metric is better
@@ -170,7 +162,7 @@ def evaluate_checkpoint_run(model, dataset, checkpoint_file, config_file_list=No
     result = {
         "model": config["model"], "dataset": config["dataset"], "best_valid_score": None,
         "valid_score_bigger": config["valid_metric_bigger"], "best_valid_result": None,
-        "test_result": {k: None if v is None else float(v) for k, v in test.items()},
+        "test_result": plain_metrics(test),
         "evaluated_checkpoint": os.path.abspath(checkpoint_file), "checkpoint": None,
     }
     path = summary_path(config)

@@ -69,13 +69,13 @@ def config_from_checkpoint(checkpoint, config_dict=None):
     return Config(model=meta["model"], dataset=meta["dataset"], config_dict=user_config, cmd_args=[])
 
 
-def summary_path(config):
-    """A new summary path under ``config['results_dir']``: <run label>-<dataset>-<time>-<pid>[-n].json (run label:
-    ``BPR``, ``BPR-MoRec``, ``BPR-CP``, see :func:`recbole_ext.trainer.trainer.run_label`), unique across
-    processes and runs of this process."""
+def summary_path(config, stem=None):
+    """A new summary path under ``config['results_dir']``: <stem>-<time>-<pid>[-n].json, unique across processes
+    and runs of this process. ``stem`` defaults to <run label>-<dataset> (run label: ``BPR``, ``BPR-MoRec``,
+    ``BPR-CP``, see :func:`recbole_ext.trainer.trainer.run_label`)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return unique_path(os.path.join(config["results_dir"], f"{run_label(config)}-{config['dataset']}-{stamp}.json"),
-                       ext=".json")
+    stem = stem or f"{run_label(config)}-{config['dataset']}"
+    return unique_path(os.path.join(config["results_dir"], f"{stem}-{stamp}.json"), ext=".json")
 
 
 def write_summary(config, summary, path=None):
@@ -192,8 +192,8 @@ def _train_and_test(run, saved, write_results, queue):
         "title": run_title(config),
         "best_valid_score": None if best_valid_score is None else float(best_valid_score),
         "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": _plain_metrics(best_valid_result),
-        "test_result": _plain_metrics(test_result),
+        "best_valid_result": plain_metrics(best_valid_result),
+        "test_result": plain_metrics(test_result),
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
         "checkpoint": checkpoint,
@@ -262,7 +262,8 @@ def model_digest(model):
     return sha.hexdigest()
 
 
-def _plain_metrics(result):
+def plain_metrics(result):
+    """A metric dict as a plain ``{name: float}`` (JSON), ``None`` kept."""
     return None if result is None else {k: None if v is None else float(v) for k, v in result.items()}
 
 

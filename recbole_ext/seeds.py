@@ -12,15 +12,13 @@ their train/valid/test rows too, so the interval covers split and initialisation
 cannot be paired user by user. See docs/seeds-and-frontiers.md.
 """
 
-import json
 import os
 import time
 
 from recbole_ext import checkpoint as ckpt
 from recbole_ext.config import Config
 from recbole_ext.errors import ConfigError, MissingPackageError
-from recbole_ext.io import atomic_write_text, unique_path
-from recbole_ext.quick_start import check_output_dirs, run_recbole
+from recbole_ext.quick_start import check_output_dirs, run_recbole, summary_path, write_summary
 from recbole_ext.stats import mean_ci
 
 PARALLEL_MODES = (None, "processes", "ray")
@@ -219,11 +217,8 @@ def summarise(config, seeds, results, parallel=None, workers=1, seconds=None):
 
 def write_seeds_summary(config, summary):
     """Write ``summary`` atomically as ``<results_dir>/<model>-<dataset>-seeds-<time>-<pid>.json``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config['model']}-{config['dataset']}-seeds-{stamp}.json"
-    path = os.path.abspath(unique_path(os.path.join(config["results_dir"], name), ext=".json"))
-    atomic_write_text(path, json.dumps({k: v for k, v in summary.items() if k != "path"}, indent=2) + "\n")
-    return path
+    path = summary_path(config, f"{config['model']}-{config['dataset']}-seeds")
+    return os.path.abspath(write_summary(config, {k: v for k, v in summary.items() if k != "path"}, path))
 
 
 def format_seeds_table(summary, key="test"):

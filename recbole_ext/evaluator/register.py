@@ -18,6 +18,15 @@ def topk_list(config):
     return [topk] if isinstance(topk, int) else list(topk)
 
 
+def smaller_is_better(metric):
+    """True when RecBole ranks ``metric`` (``jsd@10``, ``giniindex@10``, a per-group key such as ``jsd_niche@10``)
+    smaller-is-better (``recbole.evaluator.register.smaller_metrics``; a per-group key takes its base metric's
+    direction). Shared by the comparison verdicts and the frontier's Pareto directions."""
+    name = str(metric).split("@", 1)[0].lower()
+    smaller = recbole_register.smaller_metrics
+    return name in smaller or name.split("_", 1)[0] in smaller
+
+
 def register_metric(cls):
     """Class decorator: make ``cls`` (an ``AbstractMetric``) available as ``cls.__name__.lower()``.
 
